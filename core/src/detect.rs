@@ -1,0 +1,774 @@
+//! Detection: classify one CloudTrail record into zero or more detections.
+//!
+//! This is the precise second filter after the coarse EventBridge patterns
+//! (see `patterns`). It is pure: the watch list and the record in, the
+//! detections out.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{IdentityType, Record};
+use crate::watch::{WatchList, parse_iam_arn, sso_permission_set};
+
+/// What kind of break-glass use a detection is. DESIGN.md §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectionKind {
+    RootSignIn,
+    BreakGlassSignIn,
+    FailedSignIn,
+    BreakGlassRoleAssumed,
+    BreakGlassSso,
+    BreakGlassCredentialChange,
+    MonitoringTamper,
+    SessionActivity,
+}
+
+impl DetectionKind {
+    pub const ALL: [DetectionKind; 8] = [
+        Self::RootSignIn,
+        Self::BreakGlassSignIn,
+        Self::FailedSignIn,
+        Self::BreakGlassRoleAssumed,
+        Self::BreakGlassSso,
+        Self::BreakGlassCredentialChange,
+        Self::MonitoringTamper,
+        Self::SessionActivity,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RootSignIn => "root_sign_in",
+            Self::BreakGlassSignIn => "break_glass_sign_in",
+            Self::FailedSignIn => "failed_sign_in",
+            Self::BreakGlassRoleAssumed => "break_glass_role_assumed",
+            Self::BreakGlassSso => "break_glass_sso",
+            Self::BreakGlassCredentialChange => "break_glass_credential_change",
+            Self::MonitoringTamper => "monitoring_tamper",
+            Self::SessionActivity => "session_activity",
+        }
+    }
+
+    pub fn default_severity(self) -> Severity {
+        match self {
+            Self::RootSignIn
+            | Self::BreakGlassSignIn
+            | Self::BreakGlassRoleAssumed
+            | Self::BreakGlassSso
+            | Self::MonitoringTamper => Severity::Critical,
+            Self::FailedSignIn | Self::BreakGlassCredentialChange => Severity::High,
+            Self::SessionActivity => Severity::Info,
+        }
+    }
+}
+
+impl fmt::Display for DetectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Ordered from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether multi-factor authentication was used, as far as the record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mfa {
+    Yes,
+    No,
+    Unknown,
+}
+
+/// A key that links events of one break-glass session. DESIGN.md §2.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum CorrelationKey {
+    /// An IAM user console session: `account|user ARN|creationDate`.
+    ConsoleSession(String),
+    /// A temporary (`ASIA…`) access key id, used or issued.
+    AccessKey(String),
+    /// A role session ARN (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`),
+    /// as issued by `AssumeRole` or seen acting.
+    RoleSession(String),
+    /// `sourceIdentity`, carried through role chains.
+    SourceIdentity(String),
+    /// Identity Center: `account|permission set|user`, shared by
+    /// `GetRoleCredentials` and the `AWSReservedSSO_<set>_*` role session.
+    SsoSession(String),
+}
+
+impl fmt::Display for CorrelationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, value) = match self {
+            Self::ConsoleSession(v) => ("console", v),
+            Self::AccessKey(v) => ("key", v),
+            Self::RoleSession(v) => ("role-session", v),
+            Self::SourceIdentity(v) => ("source-identity", v),
+            Self::SsoSession(v) => ("sso", v),
+        };
+        write!(f, "{kind}:{value}")
+    }
+}
+
+/// One detection on one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detection {
+    pub kind: DetectionKind,
+    pub severity: Severity,
+    /// One line on what happened, for people.
+    pub summary: String,
+    pub event_id: String,
+    pub event_time: String,
+    pub event_source: String,
+    pub event_name: String,
+    pub account: String,
+    pub region: String,
+    /// Who acted: an ARN where the record has one.
+    pub principal: String,
+    pub principal_type: String,
+    /// What was acted on, where that matters (the role assumed, the user
+    /// changed, the trail stopped).
+    pub target: Option<String>,
+    pub source_ip: Option<String>,
+    pub mfa: Mfa,
+    pub user_agent: Option<String>,
+    pub error_code: Option<String>,
+    pub keys: Vec<CorrelationKey>,
+}
+
+const ROLE_ASSUMPTIONS: [&str; 3] = [
+    "AssumeRole",
+    "AssumeRoleWithSAML",
+    "AssumeRoleWithWebIdentity",
+];
+
+/// IAM calls that change a watched user's way in.
+pub const USER_CREDENTIAL_CHANGES: [&str; 17] = [
+    "CreateAccessKey",
+    "UpdateAccessKey",
+    "CreateLoginProfile",
+    "UpdateLoginProfile",
+    "DeleteLoginProfile",
+    "DeactivateMFADevice",
+    "EnableMFADevice",
+    "ResyncMFADevice",
+    "DeleteVirtualMFADevice",
+    "AttachUserPolicy",
+    "PutUserPolicy",
+    "PutUserPermissionsBoundary",
+    "AddUserToGroup",
+    "UpdateUser",
+    "CreateServiceSpecificCredential",
+    "UploadSSHPublicKey",
+    "UploadSigningCertificate",
+];
+
+/// IAM calls that change who may assume, or what may do, a watched role.
+pub const ROLE_CREDENTIAL_CHANGES: [&str; 5] = [
+    "UpdateAssumeRolePolicy",
+    "AttachRolePolicy",
+    "PutRolePolicy",
+    "PutRolePermissionsBoundary",
+    "UpdateRole",
+];
+
+pub const CLOUDTRAIL_TAMPER: [&str; 5] = [
+    "StopLogging",
+    "DeleteTrail",
+    "UpdateTrail",
+    "PutEventSelectors",
+    "DeleteEventDataStore",
+];
+
+pub const EVENTS_TAMPER: [&str; 6] = [
+    "DisableRule",
+    "DeleteRule",
+    "RemoveTargets",
+    "PutRule",
+    "PutTargets",
+    "DeleteEventBus",
+];
+
+/// Lambda event names as CloudTrail writes them, without the API-version
+/// suffix (`UpdateFunctionCode20150331v2`).
+pub const LAMBDA_TAMPER: [&str; 6] = [
+    "DeleteFunction",
+    "UpdateFunctionCode",
+    "UpdateFunctionConfiguration",
+    "RemovePermission",
+    "PutFunctionConcurrency",
+    "DeleteEventSourceMapping",
+];
+
+pub const STACK_TAMPER: [&str; 6] = [
+    "DeleteStack",
+    "UpdateStack",
+    "DeleteStackInstances",
+    "DeleteStackSet",
+    "UpdateStackSet",
+    "UpdateStackInstances",
+];
+
+pub const SSO_EVENTS: [&str; 3] = ["Federate", "GetRoleCredentials", "CreateToken"];
+
+/// Event sources, as CloudTrail writes them.
+pub mod source {
+    pub const SIGNIN: &str = "signin.amazonaws.com";
+    pub const STS: &str = "sts.amazonaws.com";
+    pub const SSO: &str = "sso.amazonaws.com";
+    pub const SSO_OAUTH: &str = "sso-oauth.amazonaws.com";
+    pub const IAM: &str = "iam.amazonaws.com";
+    pub const CLOUDTRAIL: &str = "cloudtrail.amazonaws.com";
+    pub const EVENTS: &str = "events.amazonaws.com";
+    pub const LAMBDA: &str = "lambda.amazonaws.com";
+    pub const CLOUDFORMATION: &str = "cloudformation.amazonaws.com";
+}
+
+/// A Lambda event name without its API-version suffix.
+pub fn lambda_operation(event_name: &str) -> &str {
+    let digits = event_name
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or(event_name.len());
+    &event_name[..digits]
+}
+
+/// What one rule found, before the record's context is attached.
+struct Finding {
+    kind: DetectionKind,
+    summary: String,
+    target: Option<String>,
+}
+
+impl Finding {
+    fn new(kind: DetectionKind, summary: String, target: Option<&str>) -> Self {
+        Self {
+            kind,
+            summary,
+            target: target.map(str::to_owned),
+        }
+    }
+}
+
+/// Classify one record. Returns no detection for ordinary activity.
+pub fn classify(watch: &WatchList, record: &Record) -> Vec<Detection> {
+    let mut findings = Vec::new();
+    match record.event_source.as_str() {
+        source::SIGNIN => sign_in(watch, record, &mut findings),
+        source::STS => role_assumption(watch, record, &mut findings),
+        source::SSO | source::SSO_OAUTH => sso(watch, record, &mut findings),
+        source::IAM => credential_change(watch, record, &mut findings),
+        source::CLOUDTRAIL | source::EVENTS | source::LAMBDA | source::CLOUDFORMATION => {
+            tamper(watch, record, &mut findings);
+        }
+        _ => {}
+    }
+    if findings.is_empty() && is_break_glass_principal(watch, record) {
+        findings.push(Finding::new(
+            DetectionKind::SessionActivity,
+            format!(
+                "{} called {}:{}{}",
+                display_principal(record),
+                short_source(&record.event_source),
+                record.event_name,
+                record
+                    .error_code
+                    .as_deref()
+                    .map(|e| format!(" (failed: {e})"))
+                    .unwrap_or_default()
+            ),
+            None,
+        ));
+    }
+    if findings.is_empty() {
+        return Vec::new();
+    }
+    let keys = correlation_keys(record);
+    findings
+        .into_iter()
+        .map(|f| Detection {
+            kind: f.kind,
+            severity: watch.severity_of(f.kind),
+            summary: f.summary,
+            event_id: record.event_id.clone(),
+            event_time: record.event_time.clone(),
+            event_source: record.event_source.clone(),
+            event_name: record.event_name.clone(),
+            account: record.account.clone(),
+            region: record.region.clone(),
+            principal: display_principal(record),
+            principal_type: record.identity.kind.as_str().to_owned(),
+            target: f.target,
+            source_ip: record.source_ip.clone(),
+            mfa: mfa(record),
+            user_agent: record.user_agent.clone(),
+            error_code: record.error_code.clone(),
+            keys: keys.clone(),
+        })
+        .collect()
+}
+
+fn short_source(event_source: &str) -> &str {
+    event_source
+        .strip_suffix(".amazonaws.com")
+        .unwrap_or(event_source)
+}
+
+/// Did the call fail? CloudTrail sets `errorCode`, and sign-in events say
+/// `Failure` in their response.
+fn outcome_failed(record: &Record, response_key: &str) -> bool {
+    record.error_code.is_some()
+        || record
+            .response_str(&[response_key])
+            .is_some_and(|v| !v.eq_ignore_ascii_case("Success"))
+}
+
+fn sign_in(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
+    let who = display_principal(record);
+    match record.event_name.as_str() {
+        "ConsoleLogin" => {
+            let failed = outcome_failed(record, "ConsoleLogin");
+            if record.identity.kind == IdentityType::Root {
+                if watch.root() {
+                    out.push(if failed {
+                        Finding::new(
+                            DetectionKind::FailedSignIn,
+                            format!("failed root sign-in to account {}", record.account),
+                            None,
+                        )
+                    } else {
+                        Finding::new(
+                            DetectionKind::RootSignIn,
+                            format!("root signed in to account {}", record.account),
+                            None,
+                        )
+                    });
+                }
+            } else if is_break_glass_principal(watch, record) {
+                out.push(if failed {
+                    Finding::new(
+                        DetectionKind::FailedSignIn,
+                        format!("failed console sign-in as {who}"),
+                        None,
+                    )
+                } else {
+                    Finding::new(
+                        DetectionKind::BreakGlassSignIn,
+                        format!("{who} signed in to the console"),
+                        None,
+                    )
+                });
+            }
+        }
+        "SwitchRole" => {
+            // The target is in `SwitchTo`; some records omit it, and then a
+            // successful switch already acts as the new role session.
+            let issuer_arn = record
+                .identity
+                .session_issuer
+                .as_ref()
+                .and_then(|i| i.arn.as_deref());
+            let Some(role) = record.additional_str("SwitchTo").or(issuer_arn) else {
+                return;
+            };
+            if watch.role_arn_watched(role) {
+                let failed = outcome_failed(record, "SwitchRole");
+                out.push(if failed {
+                    Finding::new(
+                        DetectionKind::FailedSignIn,
+                        format!("{who} failed to switch to role {role}"),
+                        Some(role),
+                    )
+                } else {
+                    Finding::new(
+                        DetectionKind::BreakGlassRoleAssumed,
+                        format!("{who} switched to role {role} in the console"),
+                        Some(role),
+                    )
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+fn role_assumption(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
+    if !ROLE_ASSUMPTIONS.contains(&record.event_name.as_str()) {
+        return;
+    }
+    let Some(role) = record.request_str("roleArn") else {
+        return;
+    };
+    if !watch.role_arn_watched(role) {
+        return;
+    }
+    let who = display_principal(record);
+    let session = record.request_str("roleSessionName").unwrap_or("?");
+    out.push(if record.error_code.is_some() {
+        Finding::new(
+            DetectionKind::FailedSignIn,
+            format!(
+                "{who} failed to assume {role} ({})",
+                record.error_code.as_deref().unwrap_or_default()
+            ),
+            Some(role),
+        )
+    } else {
+        Finding::new(
+            DetectionKind::BreakGlassRoleAssumed,
+            format!("{who} assumed {role} as session {session}"),
+            Some(role),
+        )
+    });
+}
+
+/// The permission set and account of an Identity Center federation.
+fn sso_target(record: &Record) -> (Option<&str>, Option<&str>) {
+    let set = record
+        .request_str("roleName")
+        .or_else(|| record.service_detail_str("role_name"))
+        .or_else(|| record.service_detail_str("roleName"));
+    let account = record
+        .request_str("accountId")
+        .or_else(|| record.service_detail_str("account_id"))
+        .or_else(|| record.service_detail_str("accountId"));
+    (set, account)
+}
+
+fn sso(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
+    if !SSO_EVENTS.contains(&record.event_name.as_str()) || !watch.watches_sso() {
+        return;
+    }
+    let (set, account) = sso_target(record);
+    let user = sso_user(record);
+    let watched = set.is_some_and(|s| watch.permission_set_watched(s))
+        || account.is_some_and(|a| watch.sso_account_watched(a))
+        || sso_user_is_watched(watch, record);
+    if !watched {
+        return;
+    }
+    let who = user.unwrap_or("an Identity Center user");
+    let target = match (set, account) {
+        (Some(s), Some(a)) => Some(format!("{s} in {a}")),
+        (Some(s), None) => Some(s.to_owned()),
+        (None, Some(a)) => Some(a.to_owned()),
+        (None, None) => None,
+    };
+    let what = target.as_deref().unwrap_or("Identity Center");
+    out.push(if record.error_code.is_some() {
+        Finding::new(
+            DetectionKind::FailedSignIn,
+            format!("{who} failed {} for {what}", record.event_name),
+            target.as_deref(),
+        )
+    } else {
+        Finding::new(
+            DetectionKind::BreakGlassSso,
+            format!("{who}: Identity Center {} for {what}", record.event_name),
+            target.as_deref(),
+        )
+    });
+}
+
+/// The Identity Center user of a record: its user name where the record
+/// has one, else the identity-store user id.
+fn sso_user(record: &Record) -> Option<&str> {
+    record
+        .identity
+        .user_name
+        .as_deref()
+        .or_else(|| record.additional_str("UserName"))
+        .or(record.identity.on_behalf_of.as_deref())
+}
+
+/// Watched by user name or by identity-store user id.
+fn sso_user_is_watched(watch: &WatchList, record: &Record) -> bool {
+    [
+        record.identity.user_name.as_deref(),
+        record.additional_str("UserName"),
+        record.identity.on_behalf_of.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|u| watch.sso_user_watched(u))
+}
+
+fn credential_change(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
+    let name = record.event_name.as_str();
+    let account = Some(record.account.as_str());
+    let who = display_principal(record);
+    if USER_CREDENTIAL_CHANGES.contains(&name) {
+        let user = record.request_str("userName").or_else(|| {
+            // DeleteVirtualMFADevice names only the device ARN.
+            record
+                .request_str("serialNumber")
+                .and_then(|s| s.rsplit('/').next())
+        });
+        if let Some(user) = user.filter(|u| watch.user_watched(account, u)) {
+            out.push(Finding::new(
+                DetectionKind::BreakGlassCredentialChange,
+                format!(
+                    "{who} called {name} on break-glass user {user}{}",
+                    failed_note(record)
+                ),
+                Some(user),
+            ));
+        }
+    } else if ROLE_CREDENTIAL_CHANGES.contains(&name) {
+        if let Some(role) = record
+            .request_str("roleName")
+            .filter(|r| watch.role_watched(account, r))
+        {
+            out.push(Finding::new(
+                DetectionKind::BreakGlassCredentialChange,
+                format!(
+                    "{who} called {name} on break-glass role {role}{}",
+                    failed_note(record)
+                ),
+                Some(role),
+            ));
+        }
+    }
+}
+
+fn failed_note(record: &Record) -> String {
+    record
+        .error_code
+        .as_deref()
+        .map(|e| format!(" (failed: {e})"))
+        .unwrap_or_default()
+}
+
+/// The last name-like part of a name or ARN: `function:NAME[:qualifier]`,
+/// `stack/NAME/id`, `rule/NAME`.
+fn resource_name(value: &str) -> &str {
+    if let Some(rest) = value.split_once(":function:").map(|(_, r)| r) {
+        return rest.split(':').next().unwrap_or(rest);
+    }
+    if let Some(rest) = value.split_once(":stack/").map(|(_, r)| r) {
+        return rest.split('/').next().unwrap_or(rest);
+    }
+    if let Some(rest) = value.split_once(":stackset/").map(|(_, r)| r) {
+        return rest.split(':').next().unwrap_or(rest);
+    }
+    if let Some(rest) = value.split_once(":rule/").map(|(_, r)| r) {
+        return rest.rsplit('/').next().unwrap_or(rest);
+    }
+    if let Some(rest) = value.split_once(":event-bus/").map(|(_, r)| r) {
+        return rest;
+    }
+    value
+}
+
+/// The request fields that name the resource, per source.
+pub const EVENTS_NAME_FIELDS: [&str; 3] = ["name", "rule", "eventBusName"];
+pub const LAMBDA_NAME_FIELDS: [&str; 1] = ["functionName"];
+pub const STACK_NAME_FIELDS: [&str; 2] = ["stackName", "stackSetName"];
+pub const TRAIL_NAME_FIELDS: [&str; 2] = ["name", "trailName"];
+
+fn tamper(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
+    let name = record.event_name.as_str();
+    let (fields, owned_only, operation): (&[&str], bool, &str) = match record.event_source.as_str()
+    {
+        source::CLOUDTRAIL if CLOUDTRAIL_TAMPER.contains(&name) => {
+            (&TRAIL_NAME_FIELDS, false, name)
+        }
+        source::EVENTS if EVENTS_TAMPER.contains(&name) => (&EVENTS_NAME_FIELDS, true, name),
+        source::LAMBDA if LAMBDA_TAMPER.contains(&lambda_operation(name)) => {
+            (&LAMBDA_NAME_FIELDS, true, lambda_operation(name))
+        }
+        source::CLOUDFORMATION if STACK_TAMPER.contains(&name) => (&STACK_NAME_FIELDS, true, name),
+        _ => return,
+    };
+    let resource = fields
+        .iter()
+        .find_map(|f| record.request_str(f))
+        .map(resource_name);
+    if owned_only && !resource.is_some_and(|r| watch.owns(r)) {
+        return;
+    }
+    let who = display_principal(record);
+    let on = resource.map(|r| format!(" on {r}")).unwrap_or_default();
+    out.push(Finding::new(
+        DetectionKind::MonitoringTamper,
+        format!("{who} called {operation}{on}{}", failed_note(record)),
+        resource,
+    ));
+}
+
+/// Is the acting identity itself a break-glass principal?
+pub fn is_break_glass_principal(watch: &WatchList, record: &Record) -> bool {
+    let id = &record.identity;
+    let account = id.account_id.as_deref().or(Some(record.account.as_str()));
+    match &id.kind {
+        IdentityType::Root => watch.root(),
+        IdentityType::IAMUser => {
+            if let Some(arn) = id.arn.as_deref() {
+                if parse_iam_arn(arn, "user").is_some() {
+                    return watch.user_arn_watched(arn);
+                }
+            }
+            id.user_name
+                .as_deref()
+                .is_some_and(|u| watch.user_watched(account, u))
+        }
+        IdentityType::AssumedRole | IdentityType::Role => {
+            let Some(issuer) = &id.session_issuer else {
+                // No issuer: judge by the role inside the session ARN, with
+                // exact case, as the EventBridge pattern can.
+                return assumed_role_name(id.arn.as_deref()).is_some_and(|role| {
+                    watch.role_watched_exact_case(account, role)
+                        || watch.sso_role_watched(account, role)
+                });
+            };
+            let issuer_account = issuer.account_id.as_deref().or(account);
+            if let Some(arn) = issuer.arn.as_deref() {
+                if parse_iam_arn(arn, "role").is_some() {
+                    return watch.role_arn_watched(arn)
+                        || parse_iam_arn(arn, "role")
+                            .is_some_and(|(a, role)| watch.sso_role_watched(Some(a), role));
+                }
+            }
+            issuer.user_name.as_deref().is_some_and(|role| {
+                watch.role_watched(issuer_account, role)
+                    || watch.sso_role_watched(issuer_account, role)
+            })
+        }
+        IdentityType::Unknown | IdentityType::IdentityCenterUser => {
+            sso_user_is_watched(watch, record)
+        }
+        _ => false,
+    }
+}
+
+/// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION` → `ROLE`.
+fn assumed_role_name(arn: Option<&str>) -> Option<&str> {
+    let rest = arn?.split_once(":assumed-role/")?.1;
+    rest.split('/').next()
+}
+
+/// The session part of `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
+fn assumed_role_session(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.split_once(":assumed-role/")?.1;
+    rest.split_once('/')
+}
+
+/// Who acted, for display: an ARN where there is one.
+pub fn display_principal(record: &Record) -> String {
+    let id = &record.identity;
+    if id.kind == IdentityType::Root {
+        return id
+            .arn
+            .clone()
+            .unwrap_or_else(|| format!("arn:aws:iam::{}:root", record.account));
+    }
+    id.arn
+        .clone()
+        .or_else(|| id.user_name.clone())
+        .or_else(|| id.principal_id.clone())
+        .or_else(|| id.invoked_by.clone())
+        .unwrap_or_else(|| "unknown principal".to_owned())
+}
+
+fn mfa(record: &Record) -> Mfa {
+    if let Some(used) = record.additional_str("MFAUsed") {
+        return if used.eq_ignore_ascii_case("Yes") {
+            Mfa::Yes
+        } else {
+            Mfa::No
+        };
+    }
+    match record.identity.mfa_authenticated {
+        Some(true) => Mfa::Yes,
+        Some(false) => Mfa::No,
+        None => Mfa::Unknown,
+    }
+}
+
+fn temporary_key(key: Option<&str>) -> Option<&str> {
+    key.filter(|k| k.starts_with("ASIA"))
+}
+
+/// The keys that link this record to others of the same session.
+pub fn correlation_keys(record: &Record) -> Vec<CorrelationKey> {
+    let id = &record.identity;
+    let mut keys = Vec::new();
+    if let Some(key) = temporary_key(id.access_key_id.as_deref()) {
+        keys.push(CorrelationKey::AccessKey(key.to_owned()));
+    }
+    if let Some(issued) = temporary_key(record.response_str(&["credentials", "accessKeyId"])) {
+        keys.push(CorrelationKey::AccessKey(issued.to_owned()));
+    }
+    if let Some(arn) = record.response_str(&["assumedRoleUser", "arn"]) {
+        keys.push(CorrelationKey::RoleSession(arn.to_owned()));
+    }
+    if let Some(source_identity) = id
+        .source_identity
+        .as_deref()
+        .or_else(|| record.request_str("sourceIdentity"))
+    {
+        keys.push(CorrelationKey::SourceIdentity(source_identity.to_owned()));
+    }
+    match id.kind {
+        IdentityType::IAMUser => {
+            if let (Some(arn), Some(created)) = (id.arn.as_deref(), id.session_created.as_deref()) {
+                keys.push(CorrelationKey::ConsoleSession(format!(
+                    "{}|{arn}|{created}",
+                    record.account
+                )));
+            }
+        }
+        IdentityType::AssumedRole => {
+            if let Some(arn) = id.arn.as_deref() {
+                keys.push(CorrelationKey::RoleSession(arn.to_owned()));
+                if let Some((role, session)) = assumed_role_session(arn) {
+                    if let Some(set) = sso_permission_set(role) {
+                        keys.push(sso_key(&record.account, set, session));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    if record.event_source == source::SSO && record.event_name == "GetRoleCredentials" {
+        if let ((Some(set), Some(account)), Some(user)) = (sso_target(record), sso_user(record)) {
+            keys.push(sso_key(account, set, user));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn sso_key(account: &str, set: &str, user: &str) -> CorrelationKey {
+    CorrelationKey::SsoSession(format!(
+        "{account}|{}|{}",
+        set.to_ascii_lowercase(),
+        user.to_ascii_lowercase()
+    ))
+}

@@ -1,0 +1,31 @@
+//! # glasswatch-core
+//!
+//! The pure domain of Glasswatch: everything that decides, and nothing that
+//! does I/O, reads a clock or talks to AWS. Time and ids come in as
+//! arguments, so every function here is deterministic and testable alone.
+//!
+//! Layout:
+//! - [`config`]: `glasswatch.toml`, typed and validated, with errors that
+//!   name the file, line, key and a hint;
+//! - [`watch`]: the compiled watch list, the single place that decides
+//!   whether a name, ARN or resource is watched;
+//! - [`record`]: the CloudTrail record model, parsed tolerantly, bare or in
+//!   an EventBridge envelope;
+//! - [`detect`]: classification of a record into detections, with the
+//!   correlation keys sessions are built from;
+//! - [`patterns`]: EventBridge patterns generated from the watch list, a
+//!   superset of what `detect` flags;
+//! - [`input`]: decoding of recorded events (single JSON, JSON Lines,
+//!   CloudTrail log files, gzipped or not) from any `Read`.
+
+pub mod config;
+pub mod detect;
+pub mod input;
+pub mod patterns;
+pub mod record;
+pub mod watch;
+
+pub use config::{Config, ConfigError, ConfigErrors, WatchConfig};
+pub use detect::{CorrelationKey, Detection, DetectionKind, Mfa, Severity, classify};
+pub use record::{Record, RecordError};
+pub use watch::WatchList;

@@ -1,0 +1,524 @@
+//! EventBridge patterns generated from the watch list: the cheap first
+//! filter in front of the agent. Every pattern is a superset of what the
+//! detector flags (`detect`), built from the same watch list and the same
+//! event-name lists, so the two cannot drift apart.
+//!
+//! Patterns respect EventBridge's default limit of 2048 characters; a rule
+//! whose alternatives do not fit is split into several rules.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::detect::{
+    CLOUDTRAIL_TAMPER, EVENTS_NAME_FIELDS, EVENTS_TAMPER, LAMBDA_NAME_FIELDS, LAMBDA_TAMPER,
+    ROLE_CREDENTIAL_CHANGES, SSO_EVENTS, STACK_NAME_FIELDS, STACK_TAMPER, USER_CREDENTIAL_CHANGES,
+    source,
+};
+use crate::watch::{Entry, NamePattern, SSO_ROLE_PREFIX, WatchList};
+
+/// EventBridge's default maximum event pattern size, in characters.
+pub const MAX_PATTERN_CHARS: usize = 2048;
+/// EventBridge rule names are at most 64 characters.
+pub const MAX_RULE_NAME: usize = 64;
+
+/// One EventBridge rule's pattern.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RulePattern {
+    /// Rule name: `<name_prefix>-<id>`.
+    pub name: String,
+    /// Short id, e.g. `assume-role` or `activity-2`.
+    pub id: String,
+    pub pattern: Value,
+}
+
+impl RulePattern {
+    pub fn pattern_json(&self) -> String {
+        self.pattern.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error(
+        "rule `{rule}`: one watch entry alone makes a {size}-character pattern, over EventBridge's {MAX_PATTERN_CHARS}"
+    )]
+    TooLarge { rule: String, size: usize },
+    #[error("rule name `{0}` is longer than {MAX_RULE_NAME} characters; shorten `name_prefix`")]
+    NameTooLong(String),
+}
+
+type Path = &'static [&'static str];
+
+/// A rule before rendering: fixed conditions, and alternatives of which
+/// one must hold.
+struct Logical {
+    id: &'static str,
+    base: Vec<(Path, Vec<Value>)>,
+    alternatives: Vec<(Path, Vec<Value>)>,
+}
+
+fn strings(values: &[&str]) -> Vec<Value> {
+    values.iter().map(|v| Value::from(*v)).collect()
+}
+
+fn equals_ci(v: &str) -> Value {
+    json!({ "equals-ignore-case": v })
+}
+
+fn suffix_ci(v: &str) -> Value {
+    json!({ "suffix": { "equals-ignore-case": v } })
+}
+
+fn prefix(v: &str) -> Value {
+    json!({ "prefix": v })
+}
+
+/// Escape `*` and `\` for EventBridge's `wildcard` operator.
+fn wildcard_literal(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('*', "\\*")
+}
+
+fn wildcard(v: String) -> Value {
+    json!({ "wildcard": v })
+}
+
+/// Filters for a field holding a bare IAM name.
+fn name_filters(entries: &[Entry]) -> Vec<Value> {
+    entries
+        .iter()
+        .map(|e| match &e.name {
+            NamePattern::Exact(n) => equals_ci(n),
+            NamePattern::Glob(g) => wildcard(g.clone()),
+        })
+        .collect()
+}
+
+/// Filters for a field holding an ARN that ends in `/<name>`.
+fn arn_filters(entries: &[Entry]) -> Vec<Value> {
+    entries
+        .iter()
+        .map(|e| match &e.name {
+            NamePattern::Exact(n) => suffix_ci(&format!("/{n}")),
+            NamePattern::Glob(g) => wildcard(format!("*/{g}")),
+        })
+        .collect()
+}
+
+fn insert_path(root: &mut Map<String, Value>, path: &[&str], filters: Vec<Value>) {
+    let (last, parents) = path.split_last().expect("paths are never empty");
+    let mut node = root;
+    for key in parents {
+        node = node
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .expect("pattern paths never end where others continue");
+    }
+    node.insert((*last).to_owned(), Value::Array(filters));
+}
+
+fn render(base: &[(Path, Vec<Value>)], alternatives: &[(Path, Vec<Value>)]) -> Value {
+    let mut root = Map::new();
+    for (path, filters) in base {
+        insert_path(&mut root, path, filters.clone());
+    }
+    match alternatives {
+        [] => {}
+        [(path, filters)] => insert_path(&mut root, path, filters.clone()),
+        many => {
+            // `$or` sits beside the base conditions inside `detail`.
+            let branches: Vec<Value> = many
+                .iter()
+                .map(|(path, filters)| {
+                    let mut branch = Map::new();
+                    insert_path(&mut branch, &path[1..], filters.clone());
+                    Value::Object(branch)
+                })
+                .collect();
+            let detail = root
+                .entry("detail")
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .expect("detail is an object");
+            detail.insert("$or".into(), Value::Array(branches));
+        }
+    }
+    Value::Object(root)
+}
+
+/// Group (path, filter) atoms back into per-path filter lists, keeping order.
+fn regroup(atoms: &[(Path, Value)]) -> Vec<(Path, Vec<Value>)> {
+    let mut out: Vec<(Path, Vec<Value>)> = Vec::new();
+    for (path, filter) in atoms {
+        match out.iter_mut().find(|(p, _)| p == path) {
+            Some((_, filters)) => filters.push(filter.clone()),
+            None => out.push((path, vec![filter.clone()])),
+        }
+    }
+    out
+}
+
+fn size(v: &Value) -> usize {
+    v.to_string().len()
+}
+
+/// Render a logical rule into one or more patterns that each fit.
+fn split(prefix_name: &str, rule: Logical) -> Result<Vec<RulePattern>, PatternError> {
+    let whole = render(&rule.base, &rule.alternatives);
+    let name = |id: String| format!("{prefix_name}-{id}");
+    if size(&whole) <= MAX_PATTERN_CHARS {
+        return Ok(vec![RulePattern {
+            name: name(rule.id.to_owned()),
+            id: rule.id.to_owned(),
+            pattern: whole,
+        }]);
+    }
+    let atoms: Vec<(Path, Value)> = rule
+        .alternatives
+        .iter()
+        .flat_map(|(path, filters)| filters.iter().map(move |f| (*path, f.clone())))
+        .collect();
+    let mut groups: Vec<Vec<(Path, Value)>> = Vec::new();
+    let mut current: Vec<(Path, Value)> = Vec::new();
+    for atom in atoms {
+        current.push(atom);
+        if size(&render(&rule.base, &regroup(&current))) > MAX_PATTERN_CHARS {
+            let atom = current.pop().expect("just pushed");
+            if current.is_empty() {
+                let alone = render(&rule.base, &regroup(std::slice::from_ref(&atom)));
+                return Err(PatternError::TooLarge {
+                    rule: rule.id.to_owned(),
+                    size: size(&alone),
+                });
+            }
+            groups.push(std::mem::take(&mut current));
+            current.push(atom);
+        }
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    Ok(groups
+        .iter()
+        .enumerate()
+        .map(|(i, group)| {
+            let id = format!("{}-{}", rule.id, i + 1);
+            RulePattern {
+                name: name(id.clone()),
+                id,
+                pattern: render(&rule.base, &regroup(group)),
+            }
+        })
+        .collect())
+}
+
+const EVENT_SOURCE: Path = &["detail", "eventSource"];
+const EVENT_NAME: Path = &["detail", "eventName"];
+
+/// Every rule pattern for this watch list.
+pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternError> {
+    let p = watch.name_prefix();
+    let users = watch.users();
+    let roles = watch.roles();
+    let mut rules = vec![Logical {
+        id: "signin",
+        base: vec![
+            (EVENT_SOURCE, strings(&[source::SIGNIN])),
+            (EVENT_NAME, strings(&["ConsoleLogin", "SwitchRole"])),
+        ],
+        alternatives: vec![],
+    }];
+    if !roles.is_empty() {
+        rules.push(Logical {
+            id: "assume-role",
+            base: vec![
+                (EVENT_SOURCE, strings(&[source::STS])),
+                (
+                    EVENT_NAME,
+                    strings(&[
+                        "AssumeRole",
+                        "AssumeRoleWithSAML",
+                        "AssumeRoleWithWebIdentity",
+                    ]),
+                ),
+            ],
+            alternatives: vec![(
+                &["detail", "requestParameters", "roleArn"],
+                arn_filters(roles),
+            )],
+        });
+    }
+    if watch.watches_sso() {
+        rules.push(Logical {
+            id: "sso",
+            base: vec![
+                (EVENT_SOURCE, strings(&[source::SSO, source::SSO_OAUTH])),
+                (EVENT_NAME, strings(&SSO_EVENTS)),
+            ],
+            alternatives: vec![],
+        });
+    }
+    if !users.is_empty() {
+        rules.push(Logical {
+            id: "user-change",
+            base: vec![
+                (EVENT_SOURCE, strings(&[source::IAM])),
+                (EVENT_NAME, strings(&USER_CREDENTIAL_CHANGES)),
+            ],
+            alternatives: vec![
+                (
+                    &["detail", "requestParameters", "userName"],
+                    name_filters(users),
+                ),
+                (
+                    &["detail", "requestParameters", "serialNumber"],
+                    arn_filters(users),
+                ),
+            ],
+        });
+    }
+    if !roles.is_empty() {
+        rules.push(Logical {
+            id: "role-change",
+            base: vec![
+                (EVENT_SOURCE, strings(&[source::IAM])),
+                (EVENT_NAME, strings(&ROLE_CREDENTIAL_CHANGES)),
+            ],
+            alternatives: vec![(
+                &["detail", "requestParameters", "roleName"],
+                name_filters(roles),
+            )],
+        });
+    }
+    rules.push(Logical {
+        id: "tamper-trail",
+        base: vec![
+            (EVENT_SOURCE, strings(&[source::CLOUDTRAIL])),
+            (EVENT_NAME, strings(&CLOUDTRAIL_TAMPER)),
+        ],
+        alternatives: vec![],
+    });
+    // Own resources: any name field that contains the prefix covers names,
+    // `StackSet-<prefix>…` instance stacks and full or partial ARNs.
+    let owned = || vec![wildcard(format!("*{}*", wildcard_literal(p)))];
+    let name_paths = |fields: &[&'static str]| -> Vec<(Path, Vec<Value>)> {
+        fields.iter().map(|f| (request_path(f), owned())).collect()
+    };
+    rules.push(Logical {
+        id: "tamper-events",
+        base: vec![
+            (EVENT_SOURCE, strings(&[source::EVENTS])),
+            (EVENT_NAME, strings(&EVENTS_TAMPER)),
+        ],
+        alternatives: name_paths(&EVENTS_NAME_FIELDS),
+    });
+    rules.push(Logical {
+        id: "tamper-lambda",
+        base: vec![
+            (EVENT_SOURCE, strings(&[source::LAMBDA])),
+            // CloudTrail appends an API version: `UpdateFunctionCode20150331v2`.
+            (
+                EVENT_NAME,
+                LAMBDA_TAMPER.iter().map(|n| prefix(n)).collect(),
+            ),
+        ],
+        alternatives: name_paths(&LAMBDA_NAME_FIELDS),
+    });
+    rules.push(Logical {
+        id: "tamper-stack",
+        base: vec![
+            (EVENT_SOURCE, strings(&[source::CLOUDFORMATION])),
+            (EVENT_NAME, strings(&STACK_TAMPER)),
+        ],
+        alternatives: name_paths(&STACK_NAME_FIELDS),
+    });
+
+    // Anything a break-glass principal does.
+    let mut activity: Vec<(Path, Vec<Value>)> = Vec::new();
+    if watch.root() {
+        activity.push((&["detail", "userIdentity", "type"], strings(&["Root"])));
+    }
+    let mut user_names = name_filters(users);
+    user_names.extend(watch.sso_users().iter().map(|u| equals_ci(u)));
+    activity.push((&["detail", "userIdentity", "userName"], user_names));
+    activity.push((&["detail", "userIdentity", "arn"], arn_filters(users)));
+    if !watch.sso_users().is_empty() {
+        let sso_users = || watch.sso_users().iter().map(|u| equals_ci(u)).collect();
+        activity.push((&["detail", "additionalEventData", "UserName"], sso_users()));
+        activity.push((
+            &["detail", "userIdentity", "onBehalfOf", "userId"],
+            sso_users(),
+        ));
+    }
+    let mut sso_prefixes: Vec<String> = watch
+        .permission_sets()
+        .iter()
+        .map(|s| format!("{SSO_ROLE_PREFIX}{s}_"))
+        .collect();
+    if !watch.sso_accounts().is_empty() {
+        sso_prefixes = vec![SSO_ROLE_PREFIX.to_owned()];
+    }
+    let mut issuer_names = name_filters(roles);
+    issuer_names.extend(sso_prefixes.iter().map(|s| prefix(s)));
+    activity.push((
+        &[
+            "detail",
+            "userIdentity",
+            "sessionContext",
+            "sessionIssuer",
+            "userName",
+        ],
+        issuer_names,
+    ));
+    let mut issuer_arns = arn_filters(roles);
+    issuer_arns.extend(
+        sso_prefixes
+            .iter()
+            .map(|s| wildcard(format!("*/{}*", wildcard_literal(s)))),
+    );
+    activity.push((
+        &[
+            "detail",
+            "userIdentity",
+            "sessionContext",
+            "sessionIssuer",
+            "arn",
+        ],
+        issuer_arns,
+    ));
+    // Role sessions without an issuer: the role inside the session ARN.
+    let mut session_arns: Vec<Value> = roles
+        .iter()
+        .map(|e| {
+            let role = match &e.name {
+                NamePattern::Exact(n) => wildcard_literal(n),
+                NamePattern::Glob(g) => g.clone(),
+            };
+            wildcard(format!("*:assumed-role/{role}/*"))
+        })
+        .collect();
+    session_arns.extend(
+        sso_prefixes
+            .iter()
+            .map(|s| wildcard(format!("*:assumed-role/{}*", wildcard_literal(s)))),
+    );
+    if !session_arns.is_empty() {
+        match activity
+            .iter_mut()
+            .find(|(path, _)| *path == ["detail", "userIdentity", "arn"])
+        {
+            Some((_, filters)) => filters.extend(session_arns),
+            None => activity.push((&["detail", "userIdentity", "arn"], session_arns)),
+        }
+    }
+    activity.retain(|(_, filters)| !filters.is_empty());
+    rules.push(Logical {
+        id: "activity",
+        base: vec![],
+        alternatives: activity,
+    });
+
+    let mut out = Vec::new();
+    for rule in rules {
+        for pattern in split(p, rule)? {
+            if pattern.name.len() > MAX_RULE_NAME {
+                return Err(PatternError::NameTooLong(pattern.name));
+            }
+            out.push(pattern);
+        }
+    }
+    Ok(out)
+}
+
+fn request_path(field: &'static str) -> Path {
+    match field {
+        "name" => &["detail", "requestParameters", "name"],
+        "rule" => &["detail", "requestParameters", "rule"],
+        "eventBusName" => &["detail", "requestParameters", "eventBusName"],
+        "functionName" => &["detail", "requestParameters", "functionName"],
+        "stackName" => &["detail", "requestParameters", "stackName"],
+        "stackSetName" => &["detail", "requestParameters", "stackSetName"],
+        other => unreachable!("no request path for field {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::WatchConfig;
+
+    fn watch(users: usize) -> WatchList {
+        let config = WatchConfig {
+            iam_users: (0..users)
+                .map(|i| format!("break-glass-user-number-{i}"))
+                .collect(),
+            roles: vec!["BreakGlassRole".into(), "Emergency*".into()],
+            sso_permission_sets: vec!["BreakGlassAdmin".into()],
+            sso_users: vec![],
+            sso_accounts: vec![],
+            root_sign_in: true,
+        };
+        WatchList::compile(&config, "glasswatch", &BTreeMap::new()).unwrap()
+    }
+
+    #[test]
+    fn every_pattern_fits_and_is_named() {
+        for users in [1, 5, 200] {
+            let patterns = event_patterns(&watch(users)).unwrap();
+            for p in &patterns {
+                assert!(
+                    p.pattern_json().len() <= MAX_PATTERN_CHARS,
+                    "{} too big",
+                    p.name
+                );
+                assert!(p.name.starts_with("glasswatch-"));
+            }
+            let ids: Vec<&str> = patterns.iter().map(|p| p.id.as_str()).collect();
+            assert!(ids.contains(&"signin"));
+            assert!(ids.contains(&"tamper-trail"));
+            if users == 200 {
+                assert!(
+                    ids.iter().filter(|id| id.starts_with("activity-")).count() > 1,
+                    "{ids:?}"
+                );
+                assert!(
+                    ids.iter().any(|id| id.starts_with("user-change-")),
+                    "{ids:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn split_rules_keep_every_user() {
+        let patterns = event_patterns(&watch(200)).unwrap();
+        let all: String = patterns
+            .iter()
+            .filter(|p| p.id.starts_with("activity"))
+            .map(RulePattern::pattern_json)
+            .collect();
+        for i in 0..200 {
+            let needle = format!("\"break-glass-user-number-{i}\"");
+            assert!(all.contains(&needle), "user {i} lost in split");
+        }
+    }
+
+    #[test]
+    fn assume_role_pattern_shape() {
+        let patterns = event_patterns(&watch(1)).unwrap();
+        let p = patterns.iter().find(|p| p.id == "assume-role").unwrap();
+        assert_eq!(
+            p.pattern,
+            json!({"detail": {
+                "eventSource": ["sts.amazonaws.com"],
+                "eventName": ["AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity"],
+                "requestParameters": {"roleArn": [
+                    {"suffix": {"equals-ignore-case": "/BreakGlassRole"}},
+                    {"wildcard": "*/Emergency*"}
+                ]}
+            }})
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The fixture corpus under `tests/fixtures/`: every record is classified
+//! against the repository's `glasswatch.toml` and must give exactly the
+//! detection kinds its `_fixture.expect` names.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use glasswatch_core::input::for_each_record;
+use glasswatch_core::{Config, DetectionKind, Record, WatchList, classify};
+use serde_json::Value;
+
+fn watch() -> WatchList {
+    let text = include_str!("../../glasswatch.toml");
+    Config::parse(text, "glasswatch.toml")
+        .unwrap()
+        .watch_list()
+        .unwrap()
+}
+
+fn fixture_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "jsonl"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every document of a fixture file with its expected kinds.
+fn documents(path: &Path) -> Vec<(String, Value, Vec<DetectionKind>)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let docs: Vec<Value> = if name.ends_with(".jsonl") {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    } else {
+        let v: Value = serde_json::from_str(&text).unwrap();
+        match v.get("Records") {
+            Some(Value::Array(records)) => records.clone(),
+            _ => vec![v],
+        }
+    };
+    docs.into_iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let expect = doc["_fixture"]["expect"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}[{i}] has no _fixture.expect"))
+                .iter()
+                .map(|k| serde_json::from_value(k.clone()).unwrap())
+                .collect();
+            (format!("{name}[{i}]"), doc, expect)
+        })
+        .collect()
+}
+
+#[test]
+fn every_fixture_gives_its_expected_kinds() {
+    let watch = watch();
+    let mut failures = Vec::new();
+    let mut total = 0;
+    let mut negatives = 0;
+    let mut covered = BTreeSet::new();
+    for file in fixture_files() {
+        for (label, doc, expect) in documents(&file) {
+            total += 1;
+            if expect.is_empty() {
+                negatives += 1;
+            }
+            let record = Record::from_value(&doc).unwrap_or_else(|e| panic!("{label}: {e}"));
+            let mut got: Vec<DetectionKind> =
+                classify(&watch, &record).iter().map(|d| d.kind).collect();
+            got.sort();
+            let mut want = expect.clone();
+            want.sort();
+            covered.extend(want.iter().copied());
+            if got != want {
+                failures.push(format!("{label}: expected {want:?}, got {got:?}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(total >= 40, "only {total} fixture records");
+    assert!(negatives >= 10, "only {negatives} negative fixtures");
+    for kind in DetectionKind::ALL {
+        assert!(covered.contains(&kind), "no fixture covers {kind}");
+    }
+}
+
+#[test]
+fn the_stream_decoder_reads_each_fixture_file_like_the_test_does() {
+    for file in fixture_files() {
+        let expected: Vec<String> = documents(&file)
+            .iter()
+            .map(|(_, doc, _)| Record::from_value(doc).unwrap().event_id)
+            .collect();
+        let mut got = Vec::new();
+        for_each_record(std::fs::File::open(&file).unwrap(), |(_, r)| {
+            got.push(r.unwrap().event_id)
+        })
+        .unwrap();
+        assert_eq!(got, expected, "{}", file.display());
+    }
+}
+
+#[test]
+fn detections_carry_context_and_keys() {
+    let watch = watch();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let load = |name: &str| {
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
+        classify(&watch, &Record::from_value(&doc).unwrap())
+    };
+    let root = load("01-root-console-login-mfa.json");
+    assert_eq!(root[0].mfa, glasswatch_core::Mfa::Yes);
+    assert!(
+        root[0].principal.ends_with(":root"),
+        "{}",
+        root[0].principal
+    );
+    assert!(root[0].source_ip.is_some());
+
+    let assumed = load("11-assume-break-glass-role-by-break-glass-1.json");
+    let keys: Vec<String> = assumed[0].keys.iter().map(ToString::to_string).collect();
+    assert!(
+        keys.iter().filter(|k| k.starts_with("key:ASIA")).count() >= 1,
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("role-session:arn:aws:sts::")),
+        "{keys:?}"
+    );
+    assert!(
+        assumed[0]
+            .target
+            .as_deref()
+            .unwrap()
+            .ends_with("BreakGlassRole")
+    );
+
+    let sso = load("23-sso-get-role-credentials-break-glass-admin.json");
+    assert!(
+        sso[0]
+            .keys
+            .iter()
+            .any(|k| k.to_string().starts_with("sso:")),
+        "{:?}",
+        sso[0].keys
+    );
+    let sso_activity = load("58-session-sso-break-glass-admin-list-users.json");
+    let shared: Vec<_> = sso_activity[0]
+        .keys
+        .iter()
+        .filter(|k| k.to_string().starts_with("sso:"))
+        .collect();
+    assert_eq!(shared.len(), 1, "{:?}", sso_activity[0].keys);
+}
