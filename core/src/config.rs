@@ -573,10 +573,8 @@ fn walk_key_at(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) {
         let in_value = value.span().contains(&offset);
         if in_key || in_value {
             path.push(key.get_ref().to_string());
-            if in_value {
-                if let DeValue::Table(inner) = value.get_ref() {
-                    walk_key_at(inner, offset, path);
-                }
+            if in_value && let DeValue::Table(inner) = value.get_ref() {
+                walk_key_at(inner, offset, path);
             }
             return;
         }

@@ -539,20 +539,19 @@ fn credential_change(watch: &WatchList, record: &Record, out: &mut Vec<Finding>)
                 Some(user),
             ));
         }
-    } else if ROLE_CREDENTIAL_CHANGES.contains(&name) {
-        if let Some(role) = record
+    } else if ROLE_CREDENTIAL_CHANGES.contains(&name)
+        && let Some(role) = record
             .request_str("roleName")
             .filter(|r| watch.role_watched(account, r))
-        {
-            out.push(Finding::new(
-                DetectionKind::BreakGlassCredentialChange,
-                format!(
-                    "{who} called {name} on break-glass role {role}{}",
-                    failed_note(record)
-                ),
-                Some(role),
-            ));
-        }
+    {
+        out.push(Finding::new(
+            DetectionKind::BreakGlassCredentialChange,
+            format!(
+                "{who} called {name} on break-glass role {role}{}",
+                failed_note(record)
+            ),
+            Some(role),
+        ));
     }
 }
 
@@ -628,10 +627,10 @@ pub fn is_break_glass_principal(watch: &WatchList, record: &Record) -> bool {
     match &id.kind {
         IdentityType::Root => watch.root(),
         IdentityType::IAMUser => {
-            if let Some(arn) = id.arn.as_deref() {
-                if parse_iam_arn(arn, "user").is_some() {
-                    return watch.user_arn_watched(arn);
-                }
+            if let Some(arn) = id.arn.as_deref()
+                && parse_iam_arn(arn, "user").is_some()
+            {
+                return watch.user_arn_watched(arn);
             }
             id.user_name
                 .as_deref()
@@ -647,12 +646,11 @@ pub fn is_break_glass_principal(watch: &WatchList, record: &Record) -> bool {
                 });
             };
             let issuer_account = issuer.account_id.as_deref().or(account);
-            if let Some(arn) = issuer.arn.as_deref() {
-                if parse_iam_arn(arn, "role").is_some() {
-                    return watch.role_arn_watched(arn)
-                        || parse_iam_arn(arn, "role")
-                            .is_some_and(|(a, role)| watch.sso_role_watched(Some(a), role));
-                }
+            if let Some(arn) = issuer.arn.as_deref()
+                && let Some((issuer_account, role)) = parse_iam_arn(arn, "role")
+            {
+                return watch.role_arn_watched(arn)
+                    || watch.sso_role_watched(Some(issuer_account), role);
             }
             issuer.user_name.as_deref().is_some_and(|role| {
                 watch.role_watched(issuer_account, role)
@@ -690,6 +688,7 @@ pub fn display_principal(record: &Record) -> String {
     id.arn
         .clone()
         .or_else(|| id.user_name.clone())
+        .or_else(|| id.on_behalf_of.clone())
         .or_else(|| id.principal_id.clone())
         .or_else(|| id.invoked_by.clone())
         .unwrap_or_else(|| "unknown principal".to_owned())
@@ -746,19 +745,20 @@ pub fn correlation_keys(record: &Record) -> Vec<CorrelationKey> {
         IdentityType::AssumedRole => {
             if let Some(arn) = id.arn.as_deref() {
                 keys.push(CorrelationKey::RoleSession(arn.to_owned()));
-                if let Some((role, session)) = assumed_role_session(arn) {
-                    if let Some(set) = sso_permission_set(role) {
-                        keys.push(sso_key(&record.account, set, session));
-                    }
+                if let Some((role, session)) = assumed_role_session(arn)
+                    && let Some(set) = sso_permission_set(role)
+                {
+                    keys.push(sso_key(&record.account, set, session));
                 }
             }
         }
         _ => {}
     }
-    if record.event_source == source::SSO && record.event_name == "GetRoleCredentials" {
-        if let ((Some(set), Some(account)), Some(user)) = (sso_target(record), sso_user(record)) {
-            keys.push(sso_key(account, set, user));
-        }
+    if record.event_source == source::SSO
+        && record.event_name == "GetRoleCredentials"
+        && let ((Some(set), Some(account)), Some(user)) = (sso_target(record), sso_user(record))
+    {
+        keys.push(sso_key(account, set, user));
     }
     keys.sort();
     keys.dedup();

@@ -50,6 +50,17 @@ pub type Item = (Position, Result<Record, RecordError>);
 /// Decode every record in `reader`, calling `each` for good and bad ones
 /// alike, in input order.
 pub fn for_each_record<R: Read>(reader: R, mut each: impl FnMut(Item)) -> Result<(), InputError> {
+    for_each_document(reader, |position, bytes| {
+        each((position, bytes.and_then(Record::from_slice)));
+    })
+}
+
+/// Like [`for_each_record`], but hands over each document's raw JSON text
+/// (for callers that keep or forward the original).
+pub fn for_each_document<R: Read>(
+    reader: R,
+    mut each: impl FnMut(Position, Result<&[u8], RecordError>),
+) -> Result<(), InputError> {
     let mut buffered = BufReader::with_capacity(256 * 1024, reader);
     let head = buffered.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
@@ -59,7 +70,9 @@ pub fn for_each_record<R: Read>(reader: R, mut each: impl FnMut(Item)) -> Result
     decode_plain(buffered, &mut each)
 }
 
-fn decode_plain<R: BufRead>(mut reader: R, each: &mut impl FnMut(Item)) -> Result<(), InputError> {
+type Sink<'a> = dyn FnMut(Position, Result<&[u8], RecordError>) + 'a;
+
+fn decode_plain<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
     // Sniff: skip leading whitespace, look at the first bytes.
     let mut leading_newlines = 0usize;
     loop {
@@ -84,7 +97,7 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut impl FnMut(Item)) -> Resul
     read_line_bounded(&mut reader, &mut first)?;
     let first_line = leading_newlines + 1;
     if serde_json::from_slice::<IgnoredAny>(&first).is_ok() {
-        each((Position::Line(first_line), Record::from_slice(trim(&first))));
+        each(Position::Line(first_line), bounded(trim(&first)));
         return decode_lines(reader, first_line + 1, each);
     }
     let mut doc = first;
@@ -97,11 +110,11 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut impl FnMut(Item)) -> Resul
     // A log file whose keys come in another order than `Records` first.
     if let Ok(records) = serde_json::from_slice::<RecordsOnly>(&doc) {
         for (i, raw) in records.records.iter().enumerate() {
-            each((Position::Index(i), Record::from_slice(raw.get().as_bytes())));
+            each(Position::Index(i), Ok(raw.get().as_bytes()));
         }
         return Ok(());
     }
-    each((Position::Line(first_line), Record::from_slice(&doc)));
+    each(Position::Line(first_line), bounded(&doc));
     Ok(())
 }
 
@@ -109,6 +122,14 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut impl FnMut(Item)) -> Resul
 struct RecordsOnly<'a> {
     #[serde(rename = "Records", borrow)]
     records: Vec<&'a RawValue>,
+}
+
+fn bounded(bytes: &[u8]) -> Result<&[u8], RecordError> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        Err(RecordError::TooLarge(bytes.len()))
+    } else {
+        Ok(bytes)
+    }
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -148,13 +169,13 @@ fn read_line_bounded<R: BufRead>(reader: &mut R, out: &mut Vec<u8>) -> Result<bo
 fn decode_lines<R: BufRead>(
     mut reader: R,
     mut line: usize,
-    each: &mut impl FnMut(Item),
+    each: &mut Sink<'_>,
 ) -> Result<(), InputError> {
     let mut buf = Vec::new();
     while read_line_bounded(&mut reader, &mut buf)? {
         let text = trim(&buf);
         if !text.is_empty() {
-            each((Position::Line(line), Record::from_slice(text)));
+            each(Position::Line(line), bounded(text));
         }
         line += 1;
     }
@@ -170,7 +191,7 @@ fn looks_like_log_file(head: &[u8]) -> bool {
 }
 
 /// Stream a `{"Records":[...]}` file one element at a time.
-fn decode_log_file<R: BufRead>(reader: R, each: &mut impl FnMut(Item)) -> Result<(), InputError> {
+fn decode_log_file<R: BufRead>(reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
     let mut index = 0usize;
     let mut de = serde_json::Deserializer::from_reader(reader);
     let result = LogFile {
@@ -188,19 +209,19 @@ fn decode_log_file<R: BufRead>(reader: R, each: &mut impl FnMut(Item)) -> Result
     }
 }
 
-struct LogFile<'a, F> {
-    each: &'a mut F,
+struct LogFile<'a, 'b> {
+    each: &'a mut Sink<'b>,
     index: &'a mut usize,
 }
 
-impl<'de, F: FnMut(Item)> DeserializeSeed<'de> for LogFile<'_, F> {
+impl<'de> DeserializeSeed<'de> for LogFile<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de, F: FnMut(Item)> Visitor<'de> for LogFile<'_, F> {
+impl<'de> Visitor<'de> for LogFile<'_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a CloudTrail log file object")
@@ -220,29 +241,26 @@ impl<'de, F: FnMut(Item)> Visitor<'de> for LogFile<'_, F> {
     }
 }
 
-struct RecordsSeq<'a, F> {
-    each: &'a mut F,
+struct RecordsSeq<'a, 'b> {
+    each: &'a mut Sink<'b>,
     index: &'a mut usize,
 }
 
-impl<'de, F: FnMut(Item)> DeserializeSeed<'de> for RecordsSeq<'_, F> {
+impl<'de> DeserializeSeed<'de> for RecordsSeq<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de, F: FnMut(Item)> Visitor<'de> for RecordsSeq<'_, F> {
+impl<'de> Visitor<'de> for RecordsSeq<'_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a `Records` array")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            (self.each)((
-                Position::Index(*self.index),
-                Record::from_slice(raw.get().as_bytes()),
-            ));
+            (self.each)(Position::Index(*self.index), bounded(raw.get().as_bytes()));
             *self.index += 1;
         }
         Ok(())

@@ -1,6 +1,100 @@
 //! # glasswatch-integration-tests
 //!
 //! End-to-end tests of Glasswatch against local AWS emulation, and the
-//! support code they share (`test_support`): finding the moto server that
-//! `cargo xtask test` started, and building real `aws-sdk-*` clients that
-//! talk to it.
+//! support code they share (this library, `test_support`):
+//! - [`moto_endpoint`]: the moto server `cargo xtask test` started;
+//! - [`sdk_config`]: real `aws-sdk-*` configuration pointed at it;
+//! - [`fixtures`]: the fixture corpus as raw JSON documents;
+//! - [`unique`]: names that do not collide between tests sharing one moto.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+use glasswatch_core::input::for_each_document;
+use serde_json::Value;
+
+/// The moto server started by `cargo xtask test`.
+///
+/// # Panics
+/// When the tests are run without it: the message says how to run them.
+pub fn moto_endpoint() -> String {
+    std::env::var("GLASSWATCH_MOTO_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "GLASSWATCH_MOTO_ENDPOINT is not set: these tests need the local moto server. \
+             Run them with `cargo xtask test` (it installs and starts moto), \
+             or export GLASSWATCH_MOTO_ENDPOINT=http://127.0.0.1:PORT for a moto you started"
+        )
+    })
+}
+
+/// SDK configuration for moto: fixed test credentials, the given region,
+/// and the endpoint override. No real AWS is ever reached.
+pub async fn sdk_config(region: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(moto_endpoint())
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await
+}
+
+/// A name no other test in this process, or an earlier run against the
+/// same moto, has used.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("integration-tests lives inside the workspace")
+        .to_path_buf()
+}
+
+/// A fixture document: `file:position` and its JSON.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub label: String,
+    pub document: Value,
+}
+
+/// Every document of the fixture corpus in `core/tests/fixtures`.
+///
+/// # Panics
+/// On an unreadable or invalid fixture: the corpus is part of the repo.
+pub fn fixtures() -> Vec<Fixture> {
+    let dir = workspace_root().join("core/tests/fixtures");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "jsonl"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let reader = std::fs::File::open(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for_each_document(reader, |position, bytes| {
+            let label = format!("{name}:{position}");
+            let bytes = bytes.unwrap_or_else(|e| panic!("{label}: {e}"));
+            let document = serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{label}: {e}"));
+            out.push(Fixture { label, document });
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    out
+}

@@ -1,1 +1,78 @@
-fn main() {}
+//! # xtask
+//!
+//! The operator's entry point, run as `cargo xtask <command>`. A thin shell:
+//! the decisions live in `glasswatch-core`; this crate reads files, starts
+//! processes and prints.
+//!
+//! Layout:
+//! - `replay`: recorded events through the detector;
+//! - `test`: the one test command (tools into `target/py`, moto, fmt,
+//!   clippy, every test);
+//! - `python`: the virtualenv under `target/py` with pinned tools;
+//! - `moto`: a moto server on a free loopback port, stopped on drop.
+
+mod moto;
+mod python;
+mod replay;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Glasswatch: break-glass alerts for an AWS Organization"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay recorded CloudTrail events through the detector.
+    Replay(replay::Args),
+    /// Run every check: fmt, clippy, unit, property and moto-backed tests.
+    Test(test::Args),
+    /// Deploy to an organization (not built yet).
+    Deploy,
+    /// Remove a deployment (not built yet).
+    Destroy,
+    /// Coverage of accounts and regions (not built yet).
+    Status,
+    /// Query the audit store (not built yet).
+    Audit,
+    /// The whole pipeline on local emulated AWS (not built yet).
+    Demo,
+    /// Performance figures against their targets (not built yet).
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay::run(&args),
+        Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Deploy
+        | Command::Destroy
+        | Command::Status
+        | Command::Audit
+        | Command::Demo
+        | Command::Bench => {
+            eprintln!(
+                "error: `{}` is not built yet in this version of Glasswatch; see the open issues",
+                format!("{:?}", cli.command).to_lowercase()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! `cargo xtask replay`: recorded events through the same detector the
+//! agent runs, for testing a watch list and for forensics.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use glasswatch_core::input::{InputError, for_each_record};
+use glasswatch_core::{Config, Detection, WatchList, classify};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The watch list to classify against.
+    #[arg(long, default_value = "glasswatch.toml")]
+    config: PathBuf,
+    /// `json`: one line per detection. `table`: aligned columns.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Files: a JSON record or envelope, JSON Lines, or a CloudTrail log
+    /// file, any of them gzipped. `-` reads standard input.
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+pub fn load_watch(path: &Path) -> Result<WatchList> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the watch list {}", path.display()))?;
+    let config = Config::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
+    config
+        .watch_list()
+        .map_err(|e| anyhow::anyhow!("{}: invalid watch list: {e:?}", path.display()))
+}
+
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    event_id: &'a str,
+    kind: &'a str,
+    severity: &'a str,
+    account: &'a str,
+    region: &'a str,
+    principal: &'a str,
+    event_name: &'a str,
+    event_time: &'a str,
+}
+
+impl<'a> From<&'a Detection> for JsonLine<'a> {
+    fn from(d: &'a Detection) -> Self {
+        Self {
+            event_id: &d.event_id,
+            kind: d.kind.as_str(),
+            severity: d.severity.as_str(),
+            account: &d.account,
+            region: &d.region,
+            principal: &d.principal,
+            event_name: &d.event_name,
+            event_time: &d.event_time,
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let watch = load_watch(&args.config)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut table = Vec::new();
+    let mut bad = 0usize;
+    let mut records = 0usize;
+    for path in &args.paths {
+        let (reader, bar) = open(path)?;
+        let mut write_error = None;
+        let result = for_each_record(reader, |(position, parsed)| {
+            records += 1;
+            match parsed {
+                Err(e) => {
+                    bad += 1;
+                    bar.suspend(|| eprintln!("{path}:{position}: {e}"));
+                }
+                Ok(record) => {
+                    for detection in classify(&watch, &record) {
+                        match args.format {
+                            Format::Json => {
+                                if write_error.is_none() {
+                                    let line = serde_json::to_string(&JsonLine::from(&detection))
+                                        .expect("plain strings always serialize");
+                                    if let Err(e) = writeln!(out, "{line}") {
+                                        write_error = Some(e);
+                                    }
+                                }
+                            }
+                            Format::Table => table.push(detection),
+                        }
+                    }
+                }
+            }
+        });
+        bar.finish_and_clear();
+        if let Some(e) = write_error {
+            return finish_write(e);
+        }
+        match result {
+            Ok(()) => {}
+            Err(InputError::Broken { position, message }) => {
+                bad += 1;
+                eprintln!("{path}:{position}: {message}");
+            }
+            Err(e) => {
+                bad += 1;
+                eprintln!("{path}: {e}");
+            }
+        }
+    }
+    if args.format == Format::Table
+        && let Err(e) = write_table(&mut out, &table)
+    {
+        return finish_write(e);
+    }
+    if let Err(e) = out.flush() {
+        return finish_write(e);
+    }
+    if bad > 0 {
+        eprintln!("{bad} of {records} records could not be read");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A closed pipe (`| head`) ends output quietly; anything else is an error.
+fn finish_write(e: io::Error) -> Result<ExitCode> {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(e).context("cannot write to standard output")
+}
+
+fn open(path: &str) -> Result<(Box<dyn Read>, ProgressBar)> {
+    if path == "-" {
+        return Ok((Box::new(io::stdin().lock()), ProgressBar::hidden()));
+    }
+    let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Only large files get a bar; it draws only when stderr is a terminal.
+    let bar = if len > 64 * 1024 * 1024 {
+        let bar = ProgressBar::new(len);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .expect("static template"),
+        );
+        bar.set_message(path.to_owned());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    Ok((Box::new(bar.wrap_read(file)), bar))
+}
+
+fn write_table(out: &mut impl Write, detections: &[Detection]) -> io::Result<()> {
+    let header = [
+        "TIME",
+        "SEVERITY",
+        "KIND",
+        "ACCOUNT",
+        "REGION",
+        "EVENT",
+        "PRINCIPAL",
+    ];
+    // Record fields are attacker-controlled: no control characters (terminal
+    // escape sequences) reach the terminal.
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect()
+    };
+    let rows: Vec<[String; 7]> = detections
+        .iter()
+        .map(|d| {
+            [
+                clean(&d.event_time),
+                d.severity.as_str().to_owned(),
+                d.kind.as_str().to_owned(),
+                clean(&d.account),
+                clean(&d.region),
+                clean(&d.event_name),
+                clean(&d.principal),
+            ]
+        })
+        .collect();
+    let header = header.map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    writeln!(out, "{} detections", detections.len())
+}

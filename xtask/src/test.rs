@@ -1,0 +1,137 @@
+//! `cargo xtask test`: the one test command. Installs the Python tools,
+//! starts moto, runs fmt, clippy, every test in the workspace and the
+//! template linters, and stops moto again whatever happened.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::moto::Moto;
+use crate::python::{self, Venv, workspace_root};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Skip `cargo fmt --check` and `cargo clippy` (quicker local loops).
+    #[arg(long)]
+    no_lint: bool,
+    /// Extra arguments for `cargo test`, e.g. a test name filter.
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    ensure_rust_components()?;
+    let venv = python::ensure()?;
+    let moto = Moto::start(&venv)?;
+    let mut failures = Vec::new();
+    let mut step = |name: &str, result: Result<()>| {
+        if let Err(e) = result {
+            eprintln!("==> FAILED: {name}: {e:#}");
+            failures.push(name.to_owned());
+        }
+    };
+    if !args.no_lint {
+        eprintln!("==> cargo fmt --check");
+        step(
+            "fmt",
+            python::run(
+                cargo().args(["fmt", "--all", "--check"]),
+                "check formatting (run `cargo fmt --all`)",
+            ),
+        );
+        eprintln!("==> cargo clippy");
+        step(
+            "clippy",
+            python::run(
+                cargo().args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]),
+                "pass clippy",
+            ),
+        );
+    }
+    eprintln!("==> cargo test (moto at {})", moto.endpoint);
+    step(
+        "tests",
+        python::run(
+            cargo()
+                .args(["test", "--workspace"])
+                .args(&args.cargo_test_args)
+                .env("GLASSWATCH_MOTO_ENDPOINT", &moto.endpoint)
+                .env("GLASSWATCH_PYTHON_BIN", venv.root.join("bin")),
+            "pass the tests",
+        ),
+    );
+    step("templates", lint_templates(&venv));
+    drop(moto);
+    if !failures.is_empty() {
+        bail!("failed steps: {}", failures.join(", "));
+    }
+    eprintln!("==> all checks passed");
+    Ok(())
+}
+
+fn ensure_rust_components() -> Result<()> {
+    let have = |tool: &str| {
+        cargo()
+            .args([tool, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(have("fmt") && have("clippy")) {
+        eprintln!("==> installing rustfmt and clippy");
+        python::run(
+            Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]),
+            "install rustfmt and clippy with rustup",
+        )?;
+    }
+    Ok(())
+}
+
+/// cfn-lint and checkov over every template in `stacksets/templates`.
+fn lint_templates(venv: &Venv) -> Result<()> {
+    let dir = workspace_root().join("stacksets/templates");
+    let templates: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if templates.is_empty() {
+        eprintln!(
+            "==> no CloudFormation templates yet under stacksets/templates; cfn-lint and checkov have nothing to check"
+        );
+        return Ok(());
+    }
+    eprintln!("==> cfn-lint and checkov on {} templates", templates.len());
+    python::run(
+        Command::new(venv.bin("cfn-lint")).args(&templates),
+        "pass cfn-lint",
+    )?;
+    python::run(
+        Command::new(venv.bin("checkov"))
+            .args([
+                "--quiet",
+                "--compact",
+                "--skip-download",
+                "--framework",
+                "cloudformation",
+                "-d",
+            ])
+            .arg(&dir),
+        "pass checkov",
+    )
+}
