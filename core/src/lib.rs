@@ -16,13 +16,16 @@
 //! - [`patterns`]: EventBridge patterns generated from the watch list, a
 //!   superset of what `detect` flags;
 //! - [`input`]: decoding of recorded events (single JSON, JSON Lines,
-//!   CloudTrail log files, gzipped or not) from any `Read`.
+//!   CloudTrail log files, gzipped or not) from any `Read`;
+//! - [`signal`]: the messages the agent relays (signal, heartbeat), their
+//!   deterministic ids, and fitting them under EventBridge's entry limit.
 
 pub mod config;
 pub mod detect;
 pub mod input;
 pub mod patterns;
 pub mod record;
+pub mod signal;
 pub mod watch;
 
 pub use config::{Config, ConfigError, ConfigErrors, WatchConfig};
