@@ -16,7 +16,9 @@ mod python;
 mod replay;
 mod test;
 
-use std::process::ExitCode;
+use std::process::{Command as Process, ExitCode};
+
+use anyhow::{Context, Result, bail};
 
 use clap::{Parser, Subcommand};
 
@@ -75,4 +77,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Run a process to completion; a non-zero exit is an error saying what
+/// failed.
+pub fn run_command(command: &mut Process, what: &str) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {:?} to {what}", command.get_program()))?;
+    if !status.success() {
+        bail!("failed to {what} ({status})");
+    }
+    Ok(())
 }

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::run_command;
+
 const REQUIREMENTS: &str = include_str!("../python-requirements.txt");
 
 /// The workspace root (the parent of `xtask/`).
@@ -50,14 +52,14 @@ pub fn ensure() -> Result<Venv> {
         root.display()
     );
     if !venv.bin("pip").exists() {
-        run(
+        run_command(
             Command::new(&python).args(["-m", "venv"]).arg(&root),
             "create the virtualenv",
         )?;
     }
     let requirements = root.join("requirements.txt");
     std::fs::write(&requirements, REQUIREMENTS).context("cannot write requirements.txt")?;
-    run(
+    run_command(
         Command::new(venv.bin("pip"))
             .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
             .arg(&requirements),
@@ -83,14 +85,4 @@ fn find_python() -> Result<String> {
     bail!(
         "no Python 3.9+ with the venv module found; install it (Debian: `apt-get install python3 python3-venv`)"
     )
-}
-
-pub fn run(command: &mut Command, what: &str) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot start {:?} to {what}", command.get_program()))?;
-    if !status.success() {
-        bail!("failed to {what} ({status})");
-    }
-    Ok(())
 }

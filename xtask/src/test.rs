@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 
 use crate::moto::Moto;
 use crate::python::{self, Venv, workspace_root};
+use crate::run_command;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,7 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("==> cargo fmt --check");
         step(
             "fmt",
-            python::run(
+            run_command(
                 cargo().args(["fmt", "--all", "--check"]),
                 "check formatting (run `cargo fmt --all`)",
             ),
@@ -49,7 +50,7 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("==> cargo clippy");
         step(
             "clippy",
-            python::run(
+            run_command(
                 cargo().args([
                     "clippy",
                     "--workspace",
@@ -65,7 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
     eprintln!("==> cargo test (moto at {})", moto.endpoint);
     step(
         "tests",
-        python::run(
+        run_command(
             cargo()
                 .args(["test", "--workspace"])
                 .args(&args.cargo_test_args)
@@ -92,7 +93,7 @@ fn ensure_rust_components() -> Result<()> {
     };
     if !(have("fmt") && have("clippy")) {
         eprintln!("==> installing rustfmt and clippy");
-        python::run(
+        run_command(
             Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]),
             "install rustfmt and clippy with rustup",
         )?;
@@ -117,11 +118,11 @@ fn lint_templates(venv: &Venv) -> Result<()> {
         return Ok(());
     }
     eprintln!("==> cfn-lint and checkov on {} templates", templates.len());
-    python::run(
+    run_command(
         Command::new(venv.bin("cfn-lint")).args(&templates),
         "pass cfn-lint",
     )?;
-    python::run(
+    run_command(
         Command::new(venv.bin("checkov"))
             .args([
                 "--quiet",

@@ -1,0 +1,178 @@
+//! `cargo xtask replay` as a user runs it: the real binary, real files.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn replay(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(root())
+        .arg("replay")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn fixture(name: &str) -> String {
+    root()
+        .join("core/tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn json_lines_have_the_documented_fields() {
+    let out = replay(
+        &[
+            "--format",
+            "json",
+            &fixture("11-assume-break-glass-role-by-break-glass-1.json"),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let keys: Vec<&str> = lines[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = [
+        "event_id",
+        "kind",
+        "severity",
+        "account",
+        "region",
+        "principal",
+        "event_name",
+        "event_time",
+    ];
+    want.sort_unstable();
+    let mut got = keys.clone();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert_eq!(lines[0]["kind"], "break_glass_role_assumed");
+    assert_eq!(lines[0]["severity"], "critical");
+}
+
+#[test]
+fn bad_records_are_reported_and_good_ones_still_processed() {
+    let good = std::fs::read_to_string(fixture("11-assume-break-glass-role-by-break-glass-1.json"))
+        .unwrap();
+    let good_line = serde_json::to_string(&serde_json::from_str::<Value>(&good).unwrap()).unwrap();
+    let input = format!("{good_line}\n{{\"eventID\":\"x\"}}\nnot json\n{good_line}\n");
+    let out = replay(&["--format", "json", "-"], Some(input.as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("-:2: missing or empty `eventSource`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("-:3: not valid JSON"), "{stderr}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+}
+
+#[test]
+fn gzipped_log_files_and_table_output() {
+    let log = std::fs::read(fixture("90-cloudtrail-log-file.json")).unwrap();
+    let dir = std::env::temp_dir().join(format!("gw-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gz_path = dir.join("log.json.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&log).unwrap();
+    std::fs::write(&gz_path, gz.finish().unwrap()).unwrap();
+    let out = replay(&[gz_path.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("TIME"), "{text}");
+    assert!(
+        text.contains("session_activity") && text.contains("break_glass_role_assumed"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("2 detections"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn whole_corpus_replays_cleanly() {
+    let dir = root().join("core/tests/fixtures");
+    let mut paths: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    paths.sort();
+    let mut args = vec!["--format", "json"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = replay(&args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout).unwrap().lines().count() >= 50);
+}
+
+#[test]
+fn invalid_config_fails_with_location() {
+    let dir = std::env::temp_dir().join(format!("gw-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::fs::read_to_string(root().join("glasswatch.toml"))
+        .unwrap()
+        .replace("roles =", "role =");
+    let path = dir.join("glasswatch.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = replay(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            &fixture("01-root-console-login-mfa.json"),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("glasswatch.toml:13: `watch.role`: unknown field `role`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: did you mean `roles`?"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
