@@ -1,13 +1,35 @@
-//! # glasswatch-agent
-//!
-//! The forwarder Lambda that runs in every account and region. Its Lambda
-//! runtime wiring arrives with the agent issue; until then this binary only
-//! states what it is, so the workspace builds end to end.
+//! The agent's Lambda entry point: init tracing, read config from the
+//! environment once, build the AWS clients once, run.
 
-fn main() {
-    eprintln!(
-        "glasswatch-agent {}: the Lambda runtime is not wired yet (see the agent issue)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+use std::time::{Instant, SystemTime};
+
+use glasswatch_agent::{Agent, AgentConfig, init_tracing};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let config = AgentConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "configuration error"))?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let agent = Agent {
+        config,
+        events: aws_sdk_eventbridge::Client::new(&aws),
+        cloudtrail: aws_sdk_cloudtrail::Client::new(&aws),
+    };
+    let agent = &agent;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let left = event
+            .context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .ok();
+        let deadline = left.map(|l| Instant::now() + l);
+        agent
+            .handle(&event.payload, deadline)
+            .await
+            .map(|outcome| format!("{outcome:?}"))
+    }))
+    .await
 }

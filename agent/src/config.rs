@@ -1,0 +1,156 @@
+//! The agent's configuration, from its environment, read once at init.
+//!
+//! | variable | required | meaning |
+//! |---|---|---|
+//! | `GLASSWATCH_BUS_ARN` | yes | the central bus ARN |
+//! | `GLASSWATCH_WATCH` | yes | the `[watch]` table as JSON, plus optional `name_prefix` |
+//! | `GLASSWATCH_RELAY_BUDGET_MS` | no | time for `PutEvents` retries, default 20000 |
+//! | `GLASSWATCH_LOG` | no | log filter, default `info` |
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use glasswatch_core::{WatchConfig, WatchList};
+
+pub const DEFAULT_PREFIX: &str = "glasswatch";
+pub const DEFAULT_RELAY_BUDGET: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub bus_arn: String,
+    pub watch: WatchList,
+    pub relay_budget: Duration,
+}
+
+impl AgentConfig {
+    /// Read from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Read from any lookup, for tests.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let bus_arn =
+            get("GLASSWATCH_BUS_ARN").ok_or(ConfigError::Missing("GLASSWATCH_BUS_ARN"))?;
+        if !is_bus_arn(&bus_arn) {
+            return Err(ConfigError::Invalid {
+                name: "GLASSWATCH_BUS_ARN",
+                reason: format!(
+                    "`{bus_arn}` is not an event bus ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME)"
+                ),
+            });
+        }
+        let watch_json = get("GLASSWATCH_WATCH").ok_or(ConfigError::Missing("GLASSWATCH_WATCH"))?;
+        let invalid_watch = |reason: String| ConfigError::Invalid {
+            name: "GLASSWATCH_WATCH",
+            reason,
+        };
+        let (watch, prefix) = WatchConfig::from_env_json(&watch_json).map_err(invalid_watch)?;
+        let prefix = prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+        let watch = WatchList::compile(&watch, &prefix, &BTreeMap::new())
+            .map_err(|e| invalid_watch(format!("{e:?}")))?;
+        let relay_budget = match get("GLASSWATCH_RELAY_BUDGET_MS") {
+            None => DEFAULT_RELAY_BUDGET,
+            Some(ms) => match ms.parse::<u64>() {
+                Ok(ms) if (100..=600_000).contains(&ms) => Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "GLASSWATCH_RELAY_BUDGET_MS",
+                        reason: format!(
+                            "`{ms}` is not a whole number of milliseconds from 100 to 600000"
+                        ),
+                    });
+                }
+            },
+        };
+        Ok(Self {
+            bus_arn,
+            watch,
+            relay_budget,
+        })
+    }
+}
+
+fn is_bus_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "events"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[5]
+            .strip_prefix("event-bus/")
+            .is_some_and(|n| !n.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    const BUS: &str = "arn:aws:events:eu-west-1:310987654321:event-bus/glasswatch-central";
+    const WATCH: &str = r#"{"iam_users":["break-glass-1"],"roles":["BreakGlassRole"],"sso_permission_sets":[],"root_sign_in":true,"name_prefix":"gw"}"#;
+
+    #[test]
+    fn reads_the_two_required_variables() {
+        let config = AgentConfig::from_lookup(lookup(&[
+            ("GLASSWATCH_BUS_ARN", BUS),
+            ("GLASSWATCH_WATCH", WATCH),
+        ]))
+        .unwrap();
+        assert_eq!(config.bus_arn, BUS);
+        assert_eq!(config.watch.name_prefix(), "gw");
+        assert_eq!(config.relay_budget, DEFAULT_RELAY_BUDGET);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = AgentConfig::from_lookup(lookup(&[("GLASSWATCH_WATCH", WATCH)])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment variable GLASSWATCH_BUS_ARN is not set"
+        );
+        let e = AgentConfig::from_lookup(lookup(&[
+            ("GLASSWATCH_BUS_ARN", "bus"),
+            ("GLASSWATCH_WATCH", WATCH),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("environment variable GLASSWATCH_BUS_ARN is invalid"),
+            "{e}"
+        );
+        let e = AgentConfig::from_lookup(lookup(&[
+            ("GLASSWATCH_BUS_ARN", BUS),
+            ("GLASSWATCH_WATCH", r#"{"iam_user":[]}"#),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("GLASSWATCH_WATCH") && e.to_string().contains("iam_user"),
+            "{e}"
+        );
+        let e = AgentConfig::from_lookup(lookup(&[
+            ("GLASSWATCH_BUS_ARN", BUS),
+            ("GLASSWATCH_WATCH", WATCH),
+            ("GLASSWATCH_RELAY_BUDGET_MS", "soon"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("GLASSWATCH_RELAY_BUDGET_MS"), "{e}");
+    }
+}
