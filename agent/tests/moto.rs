@@ -1,0 +1,123 @@
+//! The agent against moto: a signal put onto a bus whose rule routes to
+//! SQS is read back and checked field by field.
+//!
+//! Locally the agent's EventBridge client has the same (moto default)
+//! account as the bus: moto cannot `PutEvents` to another account's bus by
+//! ARN. On AWS the bus policy admits the organization instead.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use aws_sdk_eventbridge::types::Target;
+use aws_sdk_sqs::types::QueueAttributeName;
+use glasswatch_agent::{Agent, AgentConfig, Outcome};
+use glasswatch_core::signal::{SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, Signal, signal_id};
+use serde_json::Value;
+use test_support::{sdk_config, unique};
+
+#[tokio::test]
+async fn signal_round_trips_through_a_moto_bus() {
+    let aws = sdk_config("eu-west-1").await;
+    let events = aws_sdk_eventbridge::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let bus = unique("gw-central");
+    let bus_arn = events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .unwrap()
+        .event_bus_arn
+        .unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&bus)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    events
+        .put_rule()
+        .name("signals")
+        .event_bus_name(&bus)
+        .event_pattern(format!(r#"{{"source":["{SIGNAL_SOURCE}"]}}"#))
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("signals")
+        .event_bus_name(&bus)
+        .targets(Target::builder().id("q").arn(queue_arn).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let watch = r#"{"iam_users":["break-glass-1"],"roles":["BreakGlassRole"],"sso_permission_sets":[],"root_sign_in":true}"#;
+    let config = AgentConfig::from_lookup(|name| match name {
+        "GLASSWATCH_BUS_ARN" => Some(bus_arn.clone()),
+        "GLASSWATCH_WATCH" => Some(watch.to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let agent = Agent {
+        config,
+        events: events.clone(),
+        cloudtrail: aws_sdk_cloudtrail::Client::new(&aws),
+    };
+    let fixture: Value = serde_json::from_str(include_str!(
+        "../../core/tests/fixtures/12-assume-break-glass-role-cross-account.json"
+    ))
+    .unwrap();
+    let outcome = agent.handle(&fixture, None).await.unwrap();
+    let record = &fixture["detail"];
+    let event_id = record["eventID"].as_str().unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Relayed {
+            signal_id: signal_id(event_id),
+            detections: 1
+        }
+    );
+
+    let messages = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(messages.len(), 1);
+    let body: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!(body["source"], SIGNAL_SOURCE);
+    assert_eq!(body["detail-type"], SIGNAL_DETAIL_TYPE);
+    let signal: Signal = serde_json::from_value(body["detail"].clone()).unwrap();
+    assert_eq!(signal.signal_id, signal_id(event_id));
+    assert_eq!(signal.schema_version, 1);
+    assert_eq!(signal.agent_version, glasswatch_agent::AGENT_VERSION);
+    assert_eq!(
+        signal.received_account,
+        fixture["account"].as_str().unwrap()
+    );
+    assert_eq!(signal.received_region, fixture["region"].as_str().unwrap());
+    assert_eq!(&signal.record, record);
+    assert!(signal.dropped_fields.is_empty());
+    let d = &signal.detections[0];
+    assert_eq!(d.kind.as_str(), "break_glass_role_assumed");
+    assert_eq!(d.event_id, event_id);
+    assert_eq!(d.account, record["recipientAccountId"].as_str().unwrap());
+    assert!(d.target.as_deref().unwrap().ends_with("BreakGlassRole"));
+    assert!(!d.keys.is_empty());
+}
