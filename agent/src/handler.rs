@@ -126,23 +126,37 @@ impl Agent {
         if !signal.dropped_fields.is_empty() {
             tracing::warn!(event_id = %record.event_id, dropped = ?signal.dropped_fields, "record shrunk to fit EventBridge");
         }
-        let report = relay(
-            &self.events,
-            &self.config.bus_arn,
-            &[Outgoing {
-                detail_type: SIGNAL_DETAIL_TYPE,
-                detail,
-            }],
-            self.budget(deadline),
-        )
-        .await?;
-        counts.relayed += report.relayed as u64;
-        counts.retried += report.retried as u64;
+        self.send(SIGNAL_DETAIL_TYPE, detail, deadline, counts)
+            .await?;
         tracing::info!(signal_id = %signal.signal_id, event_id = %record.event_id, event_name = %record.event_name, ?kinds, "signal relayed");
         Ok(Outcome::Relayed {
             signal_id: signal.signal_id,
             detections: detection_count,
         })
+    }
+
+    /// Relay one message to the central bus, counting what happened.
+    async fn send(
+        &self,
+        detail_type: &'static str,
+        detail: String,
+        deadline: Option<Instant>,
+        counts: &mut Counts,
+    ) -> Result<(), AgentError> {
+        let item = Outgoing {
+            detail_type,
+            detail,
+        };
+        let report = relay(
+            &self.events,
+            &self.config.bus_arn,
+            &[item],
+            self.budget(deadline),
+        )
+        .await?;
+        counts.relayed += report.relayed as u64;
+        counts.retried += report.retried as u64;
+        Ok(())
     }
 
     async fn heartbeat(
@@ -170,18 +184,8 @@ impl Agent {
             trails,
         };
         let detail = serde_json::to_string(&beat).expect("heartbeats are plain data");
-        let report = relay(
-            &self.events,
-            &self.config.bus_arn,
-            &[Outgoing {
-                detail_type: HEARTBEAT_DETAIL_TYPE,
-                detail,
-            }],
-            self.budget(deadline),
-        )
-        .await?;
-        counts.relayed += report.relayed as u64;
-        counts.retried += report.retried as u64;
+        self.send(HEARTBEAT_DETAIL_TYPE, detail, deadline, counts)
+            .await?;
         tracing::info!(?trail, "heartbeat sent");
         Ok(Outcome::Heartbeat { trail })
     }
