@@ -47,7 +47,18 @@ pub enum PatternError {
     NameTooLong(String),
 }
 
-type Path = &'static [&'static str];
+/// Where in the event a filter applies, e.g. `detail.requestParameters.name`.
+type Path = Vec<&'static str>;
+
+fn path(parts: &[&'static str]) -> Path {
+    parts.to_vec()
+}
+
+/// `detail.requestParameters.<field>`, for the request fields `detect`
+/// reads resource names from.
+fn request_path(field: &'static str) -> Path {
+    path(&["detail", "requestParameters", field])
+}
 
 /// A rule before rendering: fixed conditions, and alternatives of which
 /// one must hold.
@@ -152,7 +163,7 @@ fn regroup(atoms: &[(Path, Value)]) -> Vec<(Path, Vec<Value>)> {
     for (path, filter) in atoms {
         match out.iter_mut().find(|(p, _)| p == path) {
             Some((_, filters)) => filters.push(filter.clone()),
-            None => out.push((path, vec![filter.clone()])),
+            None => out.push((path.clone(), vec![filter.clone()])),
         }
     }
     out
@@ -176,7 +187,7 @@ fn split(prefix_name: &str, rule: Logical) -> Result<Vec<RulePattern>, PatternEr
     let atoms: Vec<(Path, Value)> = rule
         .alternatives
         .iter()
-        .flat_map(|(path, filters)| filters.iter().map(move |f| (*path, f.clone())))
+        .flat_map(|(path, filters)| filters.iter().map(move |f| (path.clone(), f.clone())))
         .collect();
     let mut groups: Vec<Vec<(Path, Value)>> = Vec::new();
     let mut current: Vec<(Path, Value)> = Vec::new();
@@ -212,8 +223,8 @@ fn split(prefix_name: &str, rule: Logical) -> Result<Vec<RulePattern>, PatternEr
         .collect())
 }
 
-const EVENT_SOURCE: Path = &["detail", "eventSource"];
-const EVENT_NAME: Path = &["detail", "eventName"];
+const EVENT_SOURCE: &[&str] = &["detail", "eventSource"];
+const EVENT_NAME: &[&str] = &["detail", "eventName"];
 
 /// Every rule pattern for this watch list.
 pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternError> {
@@ -223,8 +234,8 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     let mut rules = vec![Logical {
         id: "signin",
         base: vec![
-            (EVENT_SOURCE, strings(&[source::SIGNIN])),
-            (EVENT_NAME, strings(&["ConsoleLogin", "SwitchRole"])),
+            (path(EVENT_SOURCE), strings(&[source::SIGNIN])),
+            (path(EVENT_NAME), strings(&["ConsoleLogin", "SwitchRole"])),
         ],
         alternatives: vec![],
     }];
@@ -232,9 +243,9 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
         rules.push(Logical {
             id: "assume-role",
             base: vec![
-                (EVENT_SOURCE, strings(&[source::STS])),
+                (path(EVENT_SOURCE), strings(&[source::STS])),
                 (
-                    EVENT_NAME,
+                    path(EVENT_NAME),
                     strings(&[
                         "AssumeRole",
                         "AssumeRoleWithSAML",
@@ -242,18 +253,18 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
                     ]),
                 ),
             ],
-            alternatives: vec![(
-                &["detail", "requestParameters", "roleArn"],
-                arn_filters(roles),
-            )],
+            alternatives: vec![(request_path("roleArn"), arn_filters(roles))],
         });
     }
     if watch.watches_sso() {
         rules.push(Logical {
             id: "sso",
             base: vec![
-                (EVENT_SOURCE, strings(&[source::SSO, source::SSO_OAUTH])),
-                (EVENT_NAME, strings(&SSO_EVENTS)),
+                (
+                    path(EVENT_SOURCE),
+                    strings(&[source::SSO, source::SSO_OAUTH]),
+                ),
+                (path(EVENT_NAME), strings(&SSO_EVENTS)),
             ],
             alternatives: vec![],
         });
@@ -262,18 +273,12 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
         rules.push(Logical {
             id: "user-change",
             base: vec![
-                (EVENT_SOURCE, strings(&[source::IAM])),
-                (EVENT_NAME, strings(&USER_CREDENTIAL_CHANGES)),
+                (path(EVENT_SOURCE), strings(&[source::IAM])),
+                (path(EVENT_NAME), strings(&USER_CREDENTIAL_CHANGES)),
             ],
             alternatives: vec![
-                (
-                    &["detail", "requestParameters", "userName"],
-                    name_filters(users),
-                ),
-                (
-                    &["detail", "requestParameters", "serialNumber"],
-                    arn_filters(users),
-                ),
+                (request_path("userName"), name_filters(users)),
+                (request_path("serialNumber"), arn_filters(users)),
             ],
         });
     }
@@ -281,20 +286,17 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
         rules.push(Logical {
             id: "role-change",
             base: vec![
-                (EVENT_SOURCE, strings(&[source::IAM])),
-                (EVENT_NAME, strings(&ROLE_CREDENTIAL_CHANGES)),
+                (path(EVENT_SOURCE), strings(&[source::IAM])),
+                (path(EVENT_NAME), strings(&ROLE_CREDENTIAL_CHANGES)),
             ],
-            alternatives: vec![(
-                &["detail", "requestParameters", "roleName"],
-                name_filters(roles),
-            )],
+            alternatives: vec![(request_path("roleName"), name_filters(roles))],
         });
     }
     rules.push(Logical {
         id: "tamper-trail",
         base: vec![
-            (EVENT_SOURCE, strings(&[source::CLOUDTRAIL])),
-            (EVENT_NAME, strings(&CLOUDTRAIL_TAMPER)),
+            (path(EVENT_SOURCE), strings(&[source::CLOUDTRAIL])),
+            (path(EVENT_NAME), strings(&CLOUDTRAIL_TAMPER)),
         ],
         alternatives: vec![],
     });
@@ -307,18 +309,18 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     rules.push(Logical {
         id: "tamper-events",
         base: vec![
-            (EVENT_SOURCE, strings(&[source::EVENTS])),
-            (EVENT_NAME, strings(&EVENTS_TAMPER)),
+            (path(EVENT_SOURCE), strings(&[source::EVENTS])),
+            (path(EVENT_NAME), strings(&EVENTS_TAMPER)),
         ],
         alternatives: name_paths(&EVENTS_NAME_FIELDS),
     });
     rules.push(Logical {
         id: "tamper-lambda",
         base: vec![
-            (EVENT_SOURCE, strings(&[source::LAMBDA])),
+            (path(EVENT_SOURCE), strings(&[source::LAMBDA])),
             // CloudTrail appends an API version: `UpdateFunctionCode20150331v2`.
             (
-                EVENT_NAME,
+                path(EVENT_NAME),
                 LAMBDA_TAMPER.iter().map(|n| prefix(n)).collect(),
             ),
         ],
@@ -327,8 +329,8 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     rules.push(Logical {
         id: "tamper-stack",
         base: vec![
-            (EVENT_SOURCE, strings(&[source::CLOUDFORMATION])),
-            (EVENT_NAME, strings(&STACK_TAMPER)),
+            (path(EVENT_SOURCE), strings(&[source::CLOUDFORMATION])),
+            (path(EVENT_NAME), strings(&STACK_TAMPER)),
         ],
         alternatives: name_paths(&STACK_NAME_FIELDS),
     });
@@ -336,17 +338,23 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     // Anything a break-glass principal does.
     let mut activity: Vec<(Path, Vec<Value>)> = Vec::new();
     if watch.root() {
-        activity.push((&["detail", "userIdentity", "type"], strings(&["Root"])));
+        activity.push((
+            path(&["detail", "userIdentity", "type"]),
+            strings(&["Root"]),
+        ));
     }
     let mut user_names = name_filters(users);
     user_names.extend(watch.sso_users().iter().map(|u| equals_ci(u)));
-    activity.push((&["detail", "userIdentity", "userName"], user_names));
-    activity.push((&["detail", "userIdentity", "arn"], arn_filters(users)));
+    activity.push((path(&["detail", "userIdentity", "userName"]), user_names));
+    activity.push((path(&["detail", "userIdentity", "arn"]), arn_filters(users)));
     if !watch.sso_users().is_empty() {
         let sso_users = || watch.sso_users().iter().map(|u| equals_ci(u)).collect();
-        activity.push((&["detail", "additionalEventData", "UserName"], sso_users()));
         activity.push((
-            &["detail", "userIdentity", "onBehalfOf", "userId"],
+            path(&["detail", "additionalEventData", "UserName"]),
+            sso_users(),
+        ));
+        activity.push((
+            path(&["detail", "userIdentity", "onBehalfOf", "userId"]),
             sso_users(),
         ));
     }
@@ -361,13 +369,13 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     let mut issuer_names = name_filters(roles);
     issuer_names.extend(sso_prefixes.iter().map(|s| prefix(s)));
     activity.push((
-        &[
+        path(&[
             "detail",
             "userIdentity",
             "sessionContext",
             "sessionIssuer",
             "userName",
-        ],
+        ]),
         issuer_names,
     ));
     let mut issuer_arns = arn_filters(roles);
@@ -377,13 +385,13 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
             .map(|s| wildcard(format!("*/{}*", wildcard_literal(s)))),
     );
     activity.push((
-        &[
+        path(&[
             "detail",
             "userIdentity",
             "sessionContext",
             "sessionIssuer",
             "arn",
-        ],
+        ]),
         issuer_arns,
     ));
     // Role sessions without an issuer: the role inside the session ARN.
@@ -408,7 +416,7 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
             .find(|(path, _)| *path == ["detail", "userIdentity", "arn"])
         {
             Some((_, filters)) => filters.extend(session_arns),
-            None => activity.push((&["detail", "userIdentity", "arn"], session_arns)),
+            None => activity.push((path(&["detail", "userIdentity", "arn"]), session_arns)),
         }
     }
     activity.retain(|(_, filters)| !filters.is_empty());
@@ -428,18 +436,6 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
         }
     }
     Ok(out)
-}
-
-fn request_path(field: &'static str) -> Path {
-    match field {
-        "name" => &["detail", "requestParameters", "name"],
-        "rule" => &["detail", "requestParameters", "rule"],
-        "eventBusName" => &["detail", "requestParameters", "eventBusName"],
-        "functionName" => &["detail", "requestParameters", "functionName"],
-        "stackName" => &["detail", "requestParameters", "stackName"],
-        "stackSetName" => &["detail", "requestParameters", "stackSetName"],
-        other => unreachable!("no request path for field {other}"),
-    }
 }
 
 #[cfg(test)]
