@@ -247,10 +247,13 @@ impl Config {
         if problems.is_empty() {
             return Ok(config);
         }
+        // Parse the spans once for every problem.
+        let spans = DeTable::parse(text).ok();
+        let table = spans.as_ref().map(|t| t.get_ref());
         Err(ConfigErrors(
             problems
                 .into_iter()
-                .map(|p| locate(text, file, p))
+                .map(|p| locate(text, table, file, p))
                 .collect(),
         ))
     }
@@ -596,11 +599,10 @@ fn walk_key_at(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) {
 
 /// The span of a key path in the file: the value's span, else the nearest
 /// enclosing key's.
-fn span_of(text: &str, path: &[String]) -> Option<std::ops::Range<usize>> {
-    let table = DeTable::parse(text).ok()?;
+fn span_of(table: &DeTable<'_>, path: &[String]) -> Option<std::ops::Range<usize>> {
     let mut best = None;
     let mut current: Option<&toml::Spanned<DeValue<'_>>> = None;
-    let mut table_ref: &DeTable<'_> = table.get_ref();
+    let mut table_ref: &DeTable<'_> = table;
     for segment in path {
         if let Some(value) = current {
             match value.get_ref() {
@@ -635,8 +637,10 @@ fn span_of(text: &str, path: &[String]) -> Option<std::ops::Range<usize>> {
     best
 }
 
-fn locate(text: &str, file: &str, problem: Problem) -> ConfigError {
-    let line = span_of(text, &problem.path).map(|span| line_of(text, span.start));
+fn locate(text: &str, table: Option<&DeTable<'_>>, file: &str, problem: Problem) -> ConfigError {
+    let line = table
+        .and_then(|t| span_of(t, &problem.path))
+        .map(|span| line_of(text, span.start));
     // Report the key without list indices; the line points at the entry.
     let key = problem
         .path
