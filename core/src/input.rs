@@ -110,7 +110,7 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
     // A log file whose keys come in another order than `Records` first.
     if let Ok(records) = serde_json::from_slice::<RecordsOnly>(&doc) {
         for (i, raw) in records.records.iter().enumerate() {
-            each(Position::Index(i), Ok(raw.get().as_bytes()));
+            each(Position::Index(i), bounded(raw.get().as_bytes()));
         }
         return Ok(());
     }
