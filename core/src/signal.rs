@@ -212,18 +212,19 @@ fn drop_unknown_fields(signal: &mut Signal) {
     }
 }
 
-fn shorten(value: &mut Value, name: &str, dropped: &mut Vec<String>) {
-    if let Value::String(s) = value
-        && s.len() > LONG_TEXT
-    {
-        let mut cut = LONG_TEXT;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-        dropped.push(format!("{name} (shortened)"));
+/// Cut `s` to [`LONG_TEXT`] bytes (on a character boundary), marking the
+/// cut with `…`. Returns whether it cut.
+fn shorten(s: &mut String) -> bool {
+    if s.len() <= LONG_TEXT {
+        return false;
     }
+    let mut cut = LONG_TEXT;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push('…');
+    true
 }
 
 fn shorten_text(signal: &mut Signal) {
@@ -231,29 +232,35 @@ fn shorten_text(signal: &mut Signal) {
         return;
     };
     for key in ["userAgent", "errorMessage"] {
-        if let Some(value) = record.get_mut(key) {
-            shorten(value, key, &mut signal.dropped_fields);
+        if let Some(Value::String(text)) = record.get_mut(key)
+            && shorten(text)
+        {
+            signal.dropped_fields.push(format!("{key} (shortened)"));
         }
     }
 }
 
 fn shorten_detections(signal: &mut Signal) {
-    let mut dropped = Vec::new();
+    let (mut texts, mut summaries) = (false, false);
     for detection in &mut signal.detections {
         for text in [&mut detection.user_agent, &mut detection.target]
             .into_iter()
             .flatten()
         {
-            let mut value = Value::String(std::mem::take(text));
-            shorten(&mut value, "detection text", &mut dropped);
-            *text = value.as_str().unwrap_or_default().to_owned();
+            texts |= shorten(text);
         }
-        let mut summary = Value::String(std::mem::take(&mut detection.summary));
-        shorten(&mut summary, "detection summary", &mut dropped);
-        detection.summary = summary.as_str().unwrap_or_default().to_owned();
+        summaries |= shorten(&mut detection.summary);
     }
-    dropped.dedup();
-    signal.dropped_fields.extend(dropped);
+    if texts {
+        signal
+            .dropped_fields
+            .push("detection text (shortened)".to_owned());
+    }
+    if summaries {
+        signal
+            .dropped_fields
+            .push("detection summary (shortened)".to_owned());
+    }
 }
 
 /// Whether CloudTrail is logging in a region, as far as the account can see.
@@ -344,6 +351,16 @@ mod tests {
         })
     }
 
+    fn build(rec: &Value) -> Result<(Signal, String), SignalError> {
+        build_signal(
+            rec,
+            vec![detection("e-1")],
+            "0.1.0",
+            "111122223333",
+            "us-east-1",
+        )
+    }
+
     #[test]
     fn ids_are_deterministic_and_distinct() {
         assert_eq!(signal_id("abc"), signal_id("abc"));
@@ -354,14 +371,7 @@ mod tests {
     #[test]
     fn small_signals_are_untouched() {
         let rec = record(100);
-        let (signal, json) = build_signal(
-            &rec,
-            vec![detection("e-1")],
-            "0.1.0",
-            "111122223333",
-            "us-east-1",
-        )
-        .unwrap();
+        let (signal, json) = build(&rec).unwrap();
         assert_eq!(signal.record, rec);
         assert!(signal.dropped_fields.is_empty());
         assert!(!json.contains("dropped_fields"));
@@ -372,14 +382,7 @@ mod tests {
     #[test]
     fn large_signals_shrink_but_keep_identity_time_and_keys() {
         let rec = record(200 * 1024);
-        let (signal, json) = build_signal(
-            &rec,
-            vec![detection("e-1")],
-            "0.1.0",
-            "111122223333",
-            "us-east-1",
-        )
-        .unwrap();
+        let (signal, json) = build(&rec).unwrap();
         assert!(json.len() <= MAX_DETAIL_BYTES, "{}", json.len());
         let r = &signal.record;
         assert_eq!(r["userIdentity"]["accessKeyId"], "ASIAKEEPME");
@@ -410,7 +413,7 @@ mod tests {
     fn shrinking_stops_before_essentials() {
         let mut rec = record(10);
         rec["userIdentity"]["arn"] = Value::String("a".repeat(300 * 1024));
-        let err = build_signal(&rec, vec![detection("e-1")], "0.1.0", "1", "r").unwrap_err();
+        let err = build(&rec).unwrap_err();
         assert!(matches!(err, SignalError::TooLarge { .. }), "{err}");
         assert_eq!(
             build_signal(&rec, vec![], "0.1.0", "1", "r").unwrap_err(),
