@@ -45,10 +45,10 @@ fn failed_entry(code: &str) -> PutEventsResultEntry {
         .build()
 }
 
-fn agent(events: &[&Rule], cloudtrail: &[&Rule], budget_ms: &str) -> Agent {
+fn agent(mode: RuleMode, events: &[&Rule], cloudtrail: &[&Rule], budget_ms: &str) -> Agent {
     Agent {
         config: config(budget_ms),
-        events: mock_client!(aws_sdk_eventbridge, RuleMode::Sequential, events),
+        events: mock_client!(aws_sdk_eventbridge, mode, events),
         cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, cloudtrail),
     }
 }
@@ -126,7 +126,7 @@ async fn throttling_then_success_relays_the_signal() {
                 .build()
         })
         .build();
-    let agent = agent(&[&throttled], &[], "5000");
+    let agent = agent(RuleMode::Sequential, &[&throttled], &[], "5000");
     let event: Value = serde_json::from_str(FIXTURE).unwrap();
     let outcome = agent.handle(&event, None).await.unwrap();
     let Outcome::Relayed {
@@ -145,11 +145,7 @@ async fn throttling_then_success_relays_the_signal() {
 async fn persistent_failure_is_an_error_and_nothing_is_reported_sent() {
     let seen: Seen = Arc::default();
     let rule = recording_put_events(&seen, |_, _| failed_entry("InternalFailure"));
-    let agent = Agent {
-        config: config("400"),
-        events: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&rule]),
-        cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, Vec::<&Rule>::new()),
-    };
+    let agent = agent(RuleMode::MatchAny, &[&rule], &[], "400");
     let event: Value = serde_json::from_str(FIXTURE).unwrap();
     let err = agent.handle(&event, None).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
@@ -169,11 +165,7 @@ async fn persistent_failure_is_an_error_and_nothing_is_reported_sent() {
 async fn access_denied_is_refused_without_retrying() {
     let seen: Seen = Arc::default();
     let rule = recording_put_events(&seen, |_, _| failed_entry("AccessDeniedException"));
-    let agent = Agent {
-        config: config("5000"),
-        events: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&rule]),
-        cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, Vec::<&Rule>::new()),
-    };
+    let agent = agent(RuleMode::MatchAny, &[&rule], &[], "5000");
     let event: Value = serde_json::from_str(FIXTURE).unwrap();
     let err = agent.handle(&event, None).await.unwrap_err();
     assert!(
@@ -188,11 +180,7 @@ async fn access_denied_is_refused_without_retrying() {
 async fn signals_carry_record_detections_and_ids() {
     let seen: Seen = Arc::default();
     let rule = recording_put_events(&seen, |_, i| ok_entry(i));
-    let agent = Agent {
-        config: config("5000"),
-        events: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&rule]),
-        cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, Vec::<&Rule>::new()),
-    };
+    let agent = agent(RuleMode::MatchAny, &[&rule], &[], "5000");
     let event: Value = serde_json::from_str(FIXTURE).unwrap();
     agent.handle(&event, None).await.unwrap();
     let detail = seen.lock().unwrap()[0][0].clone();
@@ -212,7 +200,7 @@ async fn signals_carry_record_detections_and_ids() {
 
 #[tokio::test]
 async fn unflagged_records_are_dropped_and_bad_events_are_errors() {
-    let agent = agent(&[], &[], "5000");
+    let agent = agent(RuleMode::MatchAny, &[], &[], "5000");
     let noise = include_str!("../../core/tests/fixtures/61-negative-alice-describe-instances.json");
     let outcome = agent
         .handle(&serde_json::from_str(noise).unwrap(), None)
@@ -258,15 +246,12 @@ async fn heartbeat_with(status: Option<bool>) -> (Heartbeat, Outcome) {
             )
         }),
     };
-    let agent = Agent {
-        config: config("5000"),
-        events: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&put]),
-        cloudtrail: mock_client!(
-            aws_sdk_cloudtrail,
-            RuleMode::MatchAny,
-            [&describe, &get_status]
-        ),
-    };
+    let agent = agent(
+        RuleMode::MatchAny,
+        &[&put],
+        &[&describe, &get_status],
+        "5000",
+    );
     let outcome = agent.handle(&scheduled(), None).await.unwrap();
     let detail = seen.lock().unwrap()[0][0].clone();
     (serde_json::from_str(&detail).unwrap(), outcome)

@@ -7,12 +7,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use aws_sdk_eventbridge::types::Target;
-use aws_sdk_sqs::types::QueueAttributeName;
 use glasswatch_agent::{Agent, AgentConfig, Outcome};
 use glasswatch_core::signal::{SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, Signal, signal_id};
 use serde_json::Value;
-use test_support::{sdk_config, unique};
+use test_support::{drain_queue, route_to_new_queue, sdk_config, unique};
 
 #[tokio::test]
 async fn signal_round_trips_through_a_moto_bus() {
@@ -28,40 +26,16 @@ async fn signal_round_trips_through_a_moto_bus() {
         .unwrap()
         .event_bus_arn
         .unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&bus)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    events
-        .put_rule()
-        .name("signals")
-        .event_bus_name(&bus)
-        .event_pattern(format!(r#"{{"source":["{SIGNAL_SOURCE}"]}}"#))
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule("signals")
-        .event_bus_name(&bus)
-        .targets(Target::builder().id("q").arn(queue_arn).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let queue_url = route_to_new_queue(
+        &events,
+        &sqs,
+        &bus,
+        "signals",
+        &format!(r#"{{"source":["{SIGNAL_SOURCE}"]}}"#),
+        &bus,
+    )
+    .await
+    .unwrap();
 
     let watch = r#"{"iam_users":["break-glass-1"],"roles":["BreakGlassRole"],"sso_permission_sets":[],"root_sign_in":true}"#;
     let config = AgentConfig::from_lookup(|name| match name {
@@ -90,17 +64,9 @@ async fn signal_round_trips_through_a_moto_bus() {
         }
     );
 
-    let messages = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
-    assert_eq!(messages.len(), 1);
-    let body: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    let bodies = drain_queue(&sqs, &queue_url).await.unwrap();
+    assert_eq!(bodies.len(), 1);
+    let body = &bodies[0];
     assert_eq!(body["source"], SIGNAL_SOURCE);
     assert_eq!(body["detail-type"], SIGNAL_DETAIL_TYPE);
     let signal: Signal = serde_json::from_value(body["detail"].clone()).unwrap();

@@ -4,14 +4,19 @@
 //! support code they share (this library, `test_support`):
 //! - [`moto_endpoint`]: the moto server `cargo xtask test` started;
 //! - [`sdk_config`]: real `aws-sdk-*` configuration pointed at it;
+//! - [`route_to_new_queue`], [`drain_queue`]: an EventBridge rule whose
+//!   target is a fresh SQS queue, and reading back what it delivered;
 //! - [`fixtures`]: the fixture corpus as raw JSON documents;
 //! - [`unique`]: names that do not collide between tests sharing one moto.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use anyhow::Context;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_eventbridge::types::{RuleState, Target};
 use aws_sdk_sqs::config::Credentials;
+use aws_sdk_sqs::types::QueueAttributeName;
 use glasswatch_core::input::for_each_document;
 use serde_json::Value;
 
@@ -53,6 +58,83 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Create queue `queue_name` and a rule `rule` on `bus` (in the rule state
+/// Glasswatch uses) that delivers events matching `pattern` to it. Returns
+/// the queue URL.
+pub async fn route_to_new_queue(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    bus: &str,
+    rule: &str,
+    pattern: &str,
+    queue_name: &str,
+) -> anyhow::Result<String> {
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(queue_name)
+        .send()
+        .await
+        .with_context(|| format!("create queue {queue_name}"))?
+        .queue_url
+        .context("queue url")?;
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("queue arn")?;
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern)
+        .state(RuleState::EnabledWithAllCloudtrailManagementEvents)
+        .send()
+        .await
+        .with_context(|| format!("put rule {rule}"))?;
+    events
+        .put_targets()
+        .rule(rule)
+        .event_bus_name(bus)
+        .targets(Target::builder().id("queue").arn(queue_arn).build()?)
+        .send()
+        .await
+        .with_context(|| format!("put targets on {rule}"))?;
+    Ok(queue_url)
+}
+
+/// Every message body waiting in a queue, parsed as JSON; each is deleted
+/// once read.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result<Vec<Value>> {
+    let mut bodies = Vec::new();
+    loop {
+        let messages = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await?
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(bodies);
+        }
+        for message in messages {
+            bodies.push(
+                serde_json::from_str(message.body().unwrap_or_default()).context("message body")?,
+            );
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
+                .await?;
+        }
+    }
 }
 
 pub fn workspace_root() -> PathBuf {

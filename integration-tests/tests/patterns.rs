@@ -8,12 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
-use aws_sdk_eventbridge::types::{PutEventsRequestEntry, RuleState, Target};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use glasswatch_core::patterns::event_patterns;
 use glasswatch_core::{Config, Record, classify};
-use serde_json::Value;
-use test_support::{fixtures, sdk_config, unique, workspace_root};
+use test_support::{drain_queue, fixtures, route_to_new_queue, sdk_config, unique, workspace_root};
 
 #[tokio::test]
 async fn patterns_let_through_every_flagged_fixture() -> Result<()> {
@@ -36,38 +34,15 @@ async fn patterns_let_through_every_flagged_fixture() -> Result<()> {
         .context("create bus")?;
     let mut queues = Vec::new();
     for pattern in &patterns {
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(format!("{bus}-{}", pattern.id))
-            .send()
-            .await?
-            .queue_url
-            .context("queue url")?;
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .context("queue arn")?;
-        events
-            .put_rule()
-            .name(&pattern.name)
-            .event_bus_name(&bus)
-            .event_pattern(pattern.pattern_json())
-            .state(RuleState::EnabledWithAllCloudtrailManagementEvents)
-            .send()
-            .await
-            .with_context(|| format!("put rule {}", pattern.name))?;
-        events
-            .put_targets()
-            .rule(&pattern.name)
-            .event_bus_name(&bus)
-            .targets(Target::builder().id("queue").arn(queue_arn).build()?)
-            .send()
-            .await?;
+        let queue_url = route_to_new_queue(
+            &events,
+            &sqs,
+            &bus,
+            &pattern.name,
+            &pattern.pattern_json(),
+            &format!("{bus}-{}", pattern.id),
+        )
+        .await?;
         queues.push((pattern.id.clone(), queue_url));
     }
 
@@ -115,31 +90,12 @@ async fn patterns_let_through_every_flagged_fixture() -> Result<()> {
     // Collect what each rule let through.
     let mut arrived: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (rule, queue_url) in &queues {
-        loop {
-            let messages = sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await?
-                .messages
-                .unwrap_or_default();
-            if messages.is_empty() {
-                break;
-            }
-            for message in messages {
-                let body: Value = serde_json::from_str(message.body().unwrap_or_default())?;
-                let id = body["detail"]["eventID"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                arrived.entry(id).or_default().insert(rule.clone());
-                sqs.delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(message.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await?;
-            }
+        for body in drain_queue(&sqs, queue_url).await? {
+            let id = body["detail"]["eventID"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            arrived.entry(id).or_default().insert(rule.clone());
         }
     }
 
