@@ -4,10 +4,15 @@
 //! support code they share (this library, `test_support`):
 //! - [`moto_endpoint`]: the moto server `cargo xtask test` started;
 //! - [`sdk_config`]: real `aws-sdk-*` configuration pointed at it;
+//!   [`account_config`]: the same, acting as a chosen account;
 //! - [`route_to_new_queue`], [`drain_queue`]: an EventBridge rule whose
 //!   target is a fresh SQS queue, and reading back what it delivered;
 //! - [`fixtures`]: the fixture corpus as raw JSON documents;
+//! - [`lambda`]: `cargo lambda watch` as the Runtime API for the real
+//!   `bootstrap` binaries;
 //! - [`unique`]: names that do not collide between tests sharing one moto.
+
+pub mod lambda;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -43,6 +48,43 @@ pub async fn sdk_config(region: &str) -> SdkConfig {
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .load()
         .await
+}
+
+/// Credentials and SDK configuration that moto attributes to `account`.
+///
+/// moto takes the account from credentials that its STS `AssumeRole`
+/// returned for `arn:aws:iam::ACCOUNT:role/...`. Unlike the
+/// `x-moto-account-id` header, these can be handed to another process (the
+/// real `bootstrap` binary) through the usual `AWS_*` variables.
+pub async fn account_config(
+    account: &str,
+    region: &str,
+) -> anyhow::Result<(SdkConfig, Credentials)> {
+    let base = sdk_config(region).await;
+    let assumed = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/glasswatch-test"))
+        .role_session_name("glasswatch-test")
+        .send()
+        .await
+        .with_context(|| format!("moto STS AssumeRole into account {account}"))?;
+    let c = assumed
+        .credentials
+        .context("moto AssumeRole returned no credentials")?;
+    let credentials = Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        None,
+        "moto-assume-role",
+    );
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(moto_endpoint())
+        .credentials_provider(credentials.clone())
+        .load()
+        .await;
+    Ok((config, credentials))
 }
 
 /// A name no other test in this process, or an earlier run against the

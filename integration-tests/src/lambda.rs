@@ -1,0 +1,137 @@
+//! The Lambda Runtime API, emulated by `cargo lambda watch`, for tests that
+//! run the real `bootstrap` binaries.
+//!
+//! `cargo lambda watch --only-lambda-apis` serves the Runtime API and the
+//! Invoke API without building or starting anything itself; the test
+//! starts the binary that `cargo test` already built (`CARGO_BIN_EXE_…`),
+//! so no second build with different features runs inside a test.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::workspace_root;
+
+/// The function name `cargo lambda watch` gives the function when it
+/// does not start it itself.
+const FUNCTION: &str = "_";
+
+/// A running `cargo lambda watch`, stopped when dropped.
+#[derive(Debug)]
+pub struct LambdaWatch {
+    child: Child,
+    port: u16,
+    pub log: PathBuf,
+}
+
+/// A tool installed into the test virtualenv by `cargo xtask test`.
+///
+/// # Panics
+/// When the tests run without that virtualenv: the message says how.
+pub fn python_tool(name: &str) -> PathBuf {
+    let bin = std::env::var("GLASSWATCH_PYTHON_BIN").unwrap_or_else(|_| {
+        panic!(
+            "GLASSWATCH_PYTHON_BIN is not set: this test needs `{name}` from the test \
+             virtualenv. Run it with `cargo xtask test`, or export \
+             GLASSWATCH_PYTHON_BIN=$PWD/target/py/bin after one `cargo xtask test`"
+        )
+    });
+    PathBuf::from(bin).join(name)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl LambdaWatch {
+    /// Start the emulator on a free loopback port and wait until it
+    /// accepts connections. Its log goes to `target/`, outside any watched
+    /// source tree.
+    pub fn start(name: &str) -> Result<Self> {
+        let port = free_port()?;
+        let root = workspace_root();
+        let log = root.join(format!("target/lambda-watch-{name}-{port}.log"));
+        let out = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let tool = python_tool("cargo-lambda");
+        let child = Command::new(&tool)
+            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes"])
+            .args(["-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start {}", tool.display()))?;
+        let mut watch = Self { child, port, log };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = watch.child.try_wait()? {
+                bail!(
+                    "cargo lambda watch exited ({status}) before listening; see {}",
+                    watch.log.display()
+                );
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                watch.stop();
+                bail!(
+                    "cargo lambda watch did not listen within 30 s; see {}",
+                    watch.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(watch)
+    }
+
+    /// The value for the function's `AWS_LAMBDA_RUNTIME_API`.
+    pub fn runtime_api(&self) -> String {
+        format!("http://127.0.0.1:{}/.rt", self.port)
+    }
+
+    /// The environment a function needs besides its own configuration.
+    pub fn function_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_LAMBDA_RUNTIME_API", self.runtime_api()),
+            ("AWS_LAMBDA_FUNCTION_NAME", FUNCTION.to_owned()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "1".to_owned()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
+        ]
+    }
+
+    /// Invoke the function synchronously through the Invoke API. Returns
+    /// the HTTP status and the response body as JSON (a string body is
+    /// returned as a JSON string).
+    pub async fn invoke(&self, payload: &Value) -> Result<(u16, Value)> {
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/{FUNCTION}/invocations",
+            self.port
+        );
+        let response = reqwest::Client::new()
+            .post(&url)
+            .json(payload)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.context("invoke response body")?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LambdaWatch {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
