@@ -22,7 +22,7 @@ const AUDIT_ACCOUNT: &str = "310987654321";
 const WATCH: &str = r#"{"iam_users":["break-glass-1"],"roles":["BreakGlassRole"],"sso_permission_sets":["BreakGlassAdmin"],"root_sign_in":true}"#;
 
 fn bootstrap() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_glasswatch-agent"));
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

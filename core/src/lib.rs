@@ -18,14 +18,23 @@
 //! - [`input`]: decoding of recorded events (single JSON, JSON Lines,
 //!   CloudTrail log files, gzipped or not) from any `Read`;
 //! - [`signal`]: the messages the agent relays (signal, heartbeat), their
-//!   deterministic ids, and fitting them under EventBridge's entry limit.
+//!   deterministic ids, and fitting them under EventBridge's entry limit;
+//! - [`correlate`]: events into sessions by shared keys within the quiet
+//!   period, order-independent; the in-memory [`correlate::Ledger`];
+//! - [`session`]: what an event contributes to a session, and the
+//!   order-independent session summary;
+//! - [`slack`]: Slack messages (Block Kit and webhook text) for sessions,
+//!   with every attacker-chosen string escaped.
 
 pub mod config;
+pub mod correlate;
 pub mod detect;
 pub mod input;
 pub mod patterns;
 pub mod record;
+pub mod session;
 pub mod signal;
+pub mod slack;
 pub mod watch;
 
 pub use config::{Config, ConfigError, ConfigErrors, WatchConfig};
