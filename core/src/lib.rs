@@ -21,6 +21,10 @@
 //!   deterministic ids, and fitting them under EventBridge's entry limit;
 //! - [`correlate`]: events into sessions by shared keys within the quiet
 //!   period, order-independent; the in-memory [`correlate::Ledger`];
+//! - [`coverage`]: heartbeats into account×region health, and when that
+//!   is worth an alert;
+//! - [`verify`]: the envelope check (sender against claimed account,
+//!   organization membership);
 //! - [`session`]: what an event contributes to a session, and the
 //!   order-independent session summary;
 //! - [`slack`]: Slack messages (Block Kit and webhook text) for sessions,
@@ -28,6 +32,7 @@
 
 pub mod config;
 pub mod correlate;
+pub mod coverage;
 pub mod detect;
 pub mod input;
 pub mod patterns;
@@ -35,6 +40,7 @@ pub mod record;
 pub mod session;
 pub mod signal;
 pub mod slack;
+pub mod verify;
 pub mod watch;
 
 pub use config::{Config, ConfigError, ConfigErrors, WatchConfig};
