@@ -27,7 +27,10 @@ use crate::session::{Session, SessionEvent};
 /// The times `[from, to]` within which another use of a key links to an
 /// event at `time`.
 pub fn window(time: i64, quiet_secs: i64) -> (i64, i64) {
-    (time.saturating_sub(quiet_secs), time.saturating_add(quiet_secs))
+    (
+        time.saturating_sub(quiet_secs),
+        time.saturating_add(quiet_secs),
+    )
 }
 
 /// One stored use of a correlation key: which event carried it, when, and
@@ -88,7 +91,7 @@ pub fn plan(event: &SessionEvent, linked: &[Session]) -> Plan {
 /// A stored session: live, or merged into another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stored {
-    Live(Session),
+    Live(Box<Session>),
     MergedInto(String),
 }
 
@@ -97,7 +100,10 @@ pub enum Stored {
 pub enum Ingest {
     /// The event was already stored: nothing changed.
     Duplicate { session_id: String },
-    Stored { session_id: String, absorbed: Vec<String> },
+    Stored {
+        session_id: String,
+        absorbed: Vec<String>,
+    },
 }
 
 impl Ingest {
@@ -180,7 +186,7 @@ impl Ledger {
         let linked: Vec<Session> = live
             .iter()
             .filter_map(|id| match self.sessions.get(id) {
-                Some(Stored::Live(s)) => Some(s.clone()),
+                Some(Stored::Live(s)) => Some(s.as_ref().clone()),
                 _ => None,
             })
             .collect();
@@ -198,7 +204,8 @@ impl Ledger {
             self.sessions
                 .insert(gone.clone(), Stored::MergedInto(id.clone()));
         }
-        self.sessions.insert(id.clone(), Stored::Live(session));
+        self.sessions
+            .insert(id.clone(), Stored::Live(Box::new(session)));
         Ingest::Stored {
             session_id: id,
             absorbed,
@@ -222,7 +229,7 @@ impl Ledger {
                 by_id
                     .entry(id)
                     .or_insert_with(|| SessionRecord {
-                        session: session.clone(),
+                        session: session.as_ref().clone(),
                         event_ids: BTreeSet::new(),
                     })
                     .event_ids
