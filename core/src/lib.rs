@@ -7,6 +7,8 @@
 //! Layout:
 //! - [`config`]: `glasswatch.toml`, typed and validated, with errors that
 //!   name the file, line, key and a hint;
+//! - [`env`]: Lambda settings from environment variables, errors naming
+//!   the variable;
 //! - [`watch`]: the compiled watch list, the single place that decides
 //!   whether a name, ARN or resource is watched;
 //! - [`record`]: the CloudTrail record model, parsed tolerantly, bare or in
@@ -34,6 +36,7 @@ pub mod config;
 pub mod correlate;
 pub mod coverage;
 pub mod detect;
+pub mod env;
 pub mod input;
 pub mod patterns;
 pub mod record;

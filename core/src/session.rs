@@ -185,9 +185,8 @@ impl Session {
         } else {
             (other, self)
         };
-        let union = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
-            bounded(a.union(b).cloned().collect())
-        };
+        let union =
+            |a: &BTreeSet<String>, b: &BTreeSet<String>| bounded(a.union(b).cloned().collect());
         Self {
             session_id: lead.session_id.clone(),
             anchor_time: lead.anchor_time,

@@ -25,7 +25,12 @@ fn ev(id: &str, time: i64, account: &str, principal: &str, keys: &[&str]) -> Ses
         event_source: "sts.amazonaws.com".to_owned(),
         event_name: "Call".to_owned(),
         account: account.to_owned(),
-        region: if time % 2 == 0 { "eu-west-1" } else { "us-east-1" }.to_owned(),
+        region: if time % 2 == 0 {
+            "eu-west-1"
+        } else {
+            "us-east-1"
+        }
+        .to_owned(),
         principal: principal.to_owned(),
         severity: if time % 3 == 0 {
             Severity::Critical
@@ -102,7 +107,10 @@ fn ingest_all(events: &[SessionEvent]) -> Ledger {
 fn sessions_strategy() -> impl Strategy<Value = Vec<Vec<SessionEvent>>> {
     let session = (
         0..40_000i64,
-        prop::collection::vec((any::<prop::sample::Index>(), 0..4u8, -1800..3600i64), 1..10),
+        prop::collection::vec(
+            (any::<prop::sample::Index>(), 0..4u8, -1800..3600i64),
+            1..10,
+        ),
     );
     prop::collection::vec(session, 1..5).prop_map(|sessions| {
         let accounts = ["111122223333", "444455556666", "777788889999"];
@@ -110,7 +118,8 @@ fn sessions_strategy() -> impl Strategy<Value = Vec<Vec<SessionEvent>>> {
             .into_iter()
             .enumerate()
             .map(|(s, (base, steps))| {
-                let principal = format!("arn:aws:sts::111122223333:assumed-role/BreakGlassRole/s{s}");
+                let principal =
+                    format!("arn:aws:sts::111122223333:assumed-role/BreakGlassRole/s{s}");
                 let mut events = vec![ev(
                     &format!("s{s}-e0"),
                     T0 + base,
@@ -238,7 +247,13 @@ proptest! {
 fn an_assume_role_chain_across_accounts_is_one_session_even_when_the_link_comes_last() {
     let caller = "arn:aws:iam::111122223333:user/break-glass-1";
     let role = "arn:aws:sts::444455556666:assumed-role/BreakGlassRole/bg";
-    let login = ev("login", T0, "111122223333", caller, &["console:111122223333|u|c"]);
+    let login = ev(
+        "login",
+        T0,
+        "111122223333",
+        caller,
+        &["console:111122223333|u|c"],
+    );
     let assume = ev(
         "assume",
         T0 + 60,
@@ -246,13 +261,29 @@ fn an_assume_role_chain_across_accounts_is_one_session_even_when_the_link_comes_
         caller,
         &["console:111122223333|u|c", "key:ASIACALLER", "key:ASIANEW"],
     );
-    let act = ev("act", T0 + 120, "444455556666", role, &["key:ASIANEW", &format!("role-session:{role}")]);
+    let act = ev(
+        "act",
+        T0 + 120,
+        "444455556666",
+        role,
+        &["key:ASIANEW", &format!("role-session:{role}")],
+    );
     let mut ledger = Ledger::new(QUIET);
     ledger.ingest(&act);
     ledger.ingest(&login);
-    assert_eq!(ledger.sessions().len(), 2, "not linked until the AssumeRole arrives");
+    assert_eq!(
+        ledger.sessions().len(),
+        2,
+        "not linked until the AssumeRole arrives"
+    );
     let outcome = ledger.ingest(&assume);
-    let Ingest::Stored { session_id: id, absorbed } = outcome else { panic!() };
+    let Ingest::Stored {
+        session_id: id,
+        absorbed,
+    } = outcome
+    else {
+        panic!()
+    };
     assert_eq!(id, session_id("login"));
     assert_eq!(absorbed, vec![session_id("act")]);
     let sessions = ledger.sessions();
@@ -288,16 +319,38 @@ fn a_recurring_key_outside_the_quiet_period_starts_a_new_session() {
     let ledger = ingest_all(&[next_week, monday_later, monday]);
     let sessions = ledger.sessions();
     assert_eq!(sessions.len(), 2);
-    assert_eq!(sessions[0].event_ids.len(), 2, "exactly QUIET apart still links");
+    assert_eq!(
+        sessions[0].event_ids.len(),
+        2,
+        "exactly QUIET apart still links"
+    );
     assert!(sessions[0].session.closed_at(T0 + 2 * QUIET, QUIET));
     assert!(!sessions[1].session.closed_at(T0 + 7 * 86_400 + 10, QUIET));
 }
 
 #[test]
 fn source_identity_links_role_hops() {
-    let a = ev("a", T0, "111122223333", "p", &["key:ASIA1", "source-identity:alice"]);
-    let b = ev("b", T0 + 10, "444455556666", "q", &["key:ASIA2", "source-identity:alice"]);
-    let c = ev("c", T0 + 10, "444455556666", "r", &["key:ASIA3", "source-identity:bob"]);
+    let a = ev(
+        "a",
+        T0,
+        "111122223333",
+        "p",
+        &["key:ASIA1", "source-identity:alice"],
+    );
+    let b = ev(
+        "b",
+        T0 + 10,
+        "444455556666",
+        "q",
+        &["key:ASIA2", "source-identity:alice"],
+    );
+    let c = ev(
+        "c",
+        T0 + 10,
+        "444455556666",
+        "r",
+        &["key:ASIA3", "source-identity:bob"],
+    );
     let ledger = ingest_all(&[c, b, a]);
     assert_eq!(ledger.sessions().len(), 2);
 }

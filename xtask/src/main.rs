@@ -9,11 +9,17 @@
 //! - `test`: the one test command (tools into `target/py`, moto, fmt,
 //!   clippy, every test);
 //! - `python`: the virtualenv under `target/py` with pinned tools;
-//! - `moto`: a moto server on a free loopback port, stopped on drop.
+//! - `moto`: a moto server on a free loopback port, stopped on drop;
+//! - `bench`: performance figures against their targets (the agent's init
+//!   time, time per event, peak RSS, binary size);
+//! - `runtime_api`: local stand-ins for the Lambda Runtime API and
+//!   EventBridge on a tiny `std` HTTP/1.1 server, for `bench`.
 
+mod bench;
 mod moto;
 mod python;
 mod replay;
+mod runtime_api;
 mod test;
 
 use std::process::{Command as Process, ExitCode};
@@ -48,8 +54,9 @@ enum Command {
     Audit,
     /// The whole pipeline on local emulated AWS (not built yet).
     Demo,
-    /// Performance figures against their targets (not built yet).
-    Bench,
+    /// Performance figures against their targets: the agent's init time,
+    /// time per event, peak RSS and binary size.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,12 +64,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Deploy
-        | Command::Destroy
-        | Command::Status
-        | Command::Audit
-        | Command::Demo
-        | Command::Bench => {
+        Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Deploy | Command::Destroy | Command::Status | Command::Audit | Command::Demo => {
             eprintln!(
                 "error: `{}` is not built yet in this version of Glasswatch; see the open issues",
                 format!("{:?}", cli.command).to_lowercase()
