@@ -44,7 +44,10 @@ impl Accounts {
         let mut pages = self.client.list_accounts().into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                AccountsError(format!("{}", aws_sdk_organizations::error::DisplayErrorContext(e)))
+                AccountsError(format!(
+                    "{}",
+                    aws_sdk_organizations::error::DisplayErrorContext(e)
+                ))
             })?;
             for account in page.accounts() {
                 if let Some(id) = account.id() {
@@ -57,7 +60,10 @@ impl Accounts {
 
     /// Account id → name, fresh within the TTL; `must_have` forces a
     /// refresh when missing (rate-limited).
-    pub async fn names(&self, must_have: &[&str]) -> Result<BTreeMap<String, String>, AccountsError> {
+    pub async fn names(
+        &self,
+        must_have: &[&str],
+    ) -> Result<BTreeMap<String, String>, AccountsError> {
         let mut cache = self.cache.lock().await;
         let age = cache.fetched.map(|t| t.elapsed());
         let stale = age.is_none_or(|a| a >= self.ttl);

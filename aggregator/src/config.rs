@@ -54,7 +54,8 @@ impl AggregatorConfig {
             SlackMode::Bot => required(&get, "GLASSWATCH_SLACK_CHANNEL")?,
             SlackMode::Webhook => get("GLASSWATCH_SLACK_CHANNEL").unwrap_or_default(),
         };
-        let slack_api_url = get("GLASSWATCH_SLACK_API_URL").unwrap_or_else(|| DEFAULT_SLACK_API.to_owned());
+        let slack_api_url =
+            get("GLASSWATCH_SLACK_API_URL").unwrap_or_else(|| DEFAULT_SLACK_API.to_owned());
         if !(slack_api_url.starts_with("https://") || slack_api_url.starts_with("http://127.0.0.1"))
         {
             return Err(EnvError::Invalid {
@@ -70,8 +71,18 @@ impl AggregatorConfig {
             slack_api_url,
             quiet_secs: i64::from(number(&get, "GLASSWATCH_QUIET_MINUTES", 60u32, 1..=1440)?) * 60,
             retention_days: number(&get, "GLASSWATCH_RETENTION_DAYS", 2555u32, 1..=36500)?,
-            heartbeat_secs: i64::from(number(&get, "GLASSWATCH_HEARTBEAT_MINUTES", 15u32, 1..=1440)?) * 60,
-            accounts_ttl: Duration::from_secs(number(&get, "GLASSWATCH_ACCOUNTS_TTL_SECS", 300u64, 0..=86_400)?),
+            heartbeat_secs: i64::from(number(
+                &get,
+                "GLASSWATCH_HEARTBEAT_MINUTES",
+                15u32,
+                1..=1440,
+            )?) * 60,
+            accounts_ttl: Duration::from_secs(number(
+                &get,
+                "GLASSWATCH_ACCOUNTS_TTL_SECS",
+                300u64,
+                0..=86_400,
+            )?),
         })
     }
 }
@@ -81,7 +92,11 @@ mod tests {
     use super::*;
 
     fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
@@ -89,7 +104,10 @@ mod tests {
         let c = AggregatorConfig::from_lookup(lookup(&[
             ("GLASSWATCH_TABLE", "t"),
             ("GLASSWATCH_SLACK_MODE", "webhook"),
-            ("GLASSWATCH_SLACK_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:310987654321:secret:s"),
+            (
+                "GLASSWATCH_SLACK_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:310987654321:secret:s",
+            ),
         ]))
         .unwrap();
         assert_eq!(c.quiet_secs, 3600);
@@ -102,7 +120,8 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(e, EnvError::Missing("GLASSWATCH_SLACK_CHANNEL"));
-        let e = AggregatorConfig::from_lookup(lookup(&[("GLASSWATCH_SLACK_MODE", "irc")])).unwrap_err();
+        let e =
+            AggregatorConfig::from_lookup(lookup(&[("GLASSWATCH_SLACK_MODE", "irc")])).unwrap_err();
         assert!(e.to_string().contains("GLASSWATCH_SLACK_MODE"), "{e}");
         let e = AggregatorConfig::from_lookup(lookup(&[
             ("GLASSWATCH_TABLE", "t"),

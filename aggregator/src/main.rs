@@ -1,13 +1,32 @@
-//! # glasswatch-aggregator
-//!
-//! The audit-account Lambda that correlates signals into sessions. Its Lambda
-//! runtime wiring arrives with the aggregator issue; until then this binary only
-//! states what it is, so the workspace builds end to end.
+//! The aggregator's Lambda entry point: init tracing, read config from the
+//! environment once, build the clients once (the Slack credential is
+//! fetched from Secrets Manager here, once per container), run.
 
-fn main() {
-    eprintln!(
-        "glasswatch-aggregator {}: the Lambda runtime is not wired yet (see the aggregator issue)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+use std::time::{Instant, SystemTime};
+
+use glasswatch_aggregator::{Aggregator, AggregatorConfig, build_slack, init_tracing};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let config = AggregatorConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "configuration error"))?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let slack = build_slack(&config, &aws_sdk_secretsmanager::Client::new(&aws))
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "Slack credential"))?;
+    let aggregator = Aggregator::new(config, &aws, slack);
+    let aggregator = &aggregator;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let left = event
+            .context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .ok();
+        let deadline = Instant::now() + left.unwrap_or_default();
+        aggregator.invoke(&event.payload, deadline).await
+    }))
+    .await
 }

@@ -211,6 +211,14 @@ impl Store {
         Ok(self.resolve(id).await?.1)
     }
 
+    /// The session item with exactly this id, live or merged away.
+    pub async fn session_exact(&self, id: &str) -> Result<Option<SessionItem>, StoreError> {
+        match self.get(&format!("SESSION#{id}"), "SESSION").await? {
+            Some(item) => Ok(Some(parse_session(id, &item)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The session an already-stored event belongs to now.
     pub async fn session_of_event(&self, event_id: &str) -> Result<Option<String>, StoreError> {
         let Some(item) = self.get(&format!("EVENT#{event_id}"), "EVENT").await? else {
@@ -756,6 +764,20 @@ impl Store {
             }
             Err(e) => Err(StoreError::sdk("PutItem", e)),
         }
+    }
+
+    /// Remove an untrusted signal's record, so that a retry alerts again
+    /// when its alert could not be sent.
+    pub async fn forget_untrusted(&self, event_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SPOOFED#{event_id}")))
+            .key("sk", s("SPOOFED"))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("DeleteItem", e))?;
+        Ok(())
     }
 
     /// Record a heartbeat on its account×region coverage item.

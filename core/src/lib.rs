@@ -29,6 +29,8 @@
 //!   organization membership);
 //! - [`session`]: what an event contributes to a session, and the
 //!   order-independent session summary;
+//! - [`notify`]: what Slack should be sent for a session now (root,
+//!   coalesced digest, update), shared by the aggregator and replay;
 //! - [`slack`]: Slack messages (Block Kit and webhook text) for sessions,
 //!   with every attacker-chosen string escaped.
 
@@ -38,6 +40,7 @@ pub mod coverage;
 pub mod detect;
 pub mod env;
 pub mod input;
+pub mod notify;
 pub mod patterns;
 pub mod record;
 pub mod session;

@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+
+use glasswatch_core::correlate::Ledger;
 use glasswatch_core::input::{InputError, for_each_record};
+use glasswatch_core::notify;
+use glasswatch_core::session::SessionEvent;
+use glasswatch_core::slack::{RenderContext, format_time};
 use glasswatch_core::{Config, Detection, WatchList, classify};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -25,19 +31,81 @@ pub struct Args {
     /// `json`: one line per detection. `table`: aligned columns.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Print one JSON line per correlated session instead of detections:
+    /// `{"session_id","principal","severity","accounts","regions",
+    /// "event_ids","first_seen","last_seen"}`.
+    #[arg(long, conflicts_with = "slack")]
+    sessions: bool,
+    /// Print one JSON line per Slack API request the aggregator would send
+    /// for these events (`slack.mode` of the config decides bot or
+    /// webhook).
+    #[arg(long)]
+    slack: bool,
     /// Files: a JSON record or envelope, JSON Lines, or a CloudTrail log
     /// file, any of them gzipped. `-` reads standard input.
     #[arg(required = true)]
     paths: Vec<String>,
 }
 
-pub fn load_watch(path: &Path) -> Result<WatchList> {
+pub fn load_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the watch list {}", path.display()))?;
-    let config = Config::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    Config::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)
+}
+
+fn watch_of(config: &Config, path: &Path) -> Result<WatchList> {
     config
         .watch_list()
         .map_err(|e| anyhow::anyhow!("{}: invalid watch list: {e:?}", path.display()))
+}
+
+#[derive(serde::Serialize)]
+struct SessionLine<'a> {
+    session_id: &'a str,
+    principal: &'a str,
+    severity: &'a str,
+    accounts: &'a BTreeSet<String>,
+    regions: &'a BTreeSet<String>,
+    event_ids: &'a BTreeSet<String>,
+    first_seen: String,
+    last_seen: String,
+}
+
+/// The `ts` shown for the root message in `--slack` output.
+const REPLAY_ROOT_TS: &str = "ROOT_TS";
+
+fn write_sessions(out: &mut impl Write, config: &Config, events: &[SessionEvent], slack: bool) -> io::Result<()> {
+    let mut ledger = Ledger::new(i64::from(config.session.quiet_minutes) * 60);
+    for e in events {
+        ledger.ingest(e);
+    }
+    let ctx = RenderContext::new(config.slack.mode, config.slack.channel.clone());
+    for record in ledger.sessions() {
+        let s = &record.session;
+        if slack {
+            let mine: Vec<SessionEvent> = record
+                .event_ids
+                .iter()
+                .filter_map(|id| ledger.event(id).cloned())
+                .collect();
+            for request in notify::replay(&ctx, s, &mine, REPLAY_ROOT_TS) {
+                writeln!(out, "{}", serde_json::to_string(&request).map_err(io::Error::other)?)?;
+            }
+        } else {
+            let line = SessionLine {
+                session_id: &s.session_id,
+                principal: &s.principal,
+                severity: s.severity.as_str(),
+                accounts: &s.accounts,
+                regions: &s.regions,
+                event_ids: &record.event_ids,
+                first_seen: format_time(s.first_seen),
+                last_seen: format_time(s.last_seen),
+            };
+            writeln!(out, "{}", serde_json::to_string(&line).map_err(io::Error::other)?)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(serde::Serialize)]
@@ -68,7 +136,10 @@ impl<'a> From<&'a Detection> for JsonLine<'a> {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let watch = load_watch(&args.config)?;
+    let config = load_config(&args.config)?;
+    let watch = watch_of(&config, &args.config)?;
+    let correlate = args.sessions || args.slack;
+    let mut events: Vec<SessionEvent> = Vec::new();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut table = Vec::new();
@@ -83,6 +154,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 Err(e) => {
                     bad += 1;
                     bar.suspend(|| eprintln!("{path}:{position}: {e}"));
+                }
+                Ok(record) if correlate => {
+                    let detections = classify(&watch, &record);
+                    if !detections.is_empty() {
+                        match SessionEvent::from_detections(&detections) {
+                            Ok(e) => events.push(e),
+                            Err(e) => {
+                                bad += 1;
+                                bar.suspend(|| eprintln!("{path}:{position}: {e}"));
+                            }
+                        }
+                    }
                 }
                 Ok(record) => {
                     for detection in classify(&watch, &record) {
@@ -118,7 +201,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             }
         }
     }
-    if args.format == Format::Table
+    if correlate {
+        if let Err(e) = write_sessions(&mut out, &config, &events, args.slack) {
+            return finish_write(e);
+        }
+    } else if args.format == Format::Table
         && let Err(e) = write_table(&mut out, &table)
     {
         return finish_write(e);

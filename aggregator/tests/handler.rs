@@ -1,0 +1,416 @@
+//! The aggregator's handler end to end on moto (DynamoDB, Organizations)
+//! and a recording Slack (wiremock): envelope checks, one root message per
+//! session under redelivery, coalesced follow-ups, bad messages not
+//! blocking good ones, Slack failures kept pending, coverage alerts.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use glasswatch_aggregator::config::AggregatorConfig;
+use glasswatch_aggregator::handler::Aggregator;
+use glasswatch_aggregator::slack::SlackClient;
+use glasswatch_aggregator::store::create_table;
+use glasswatch_core::signal::{
+    HEARTBEAT_DETAIL_TYPE, SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, build_signal,
+};
+use glasswatch_core::{Config, classify};
+use serde_json::{Value, json};
+use test_support::{sdk_config, unique, workspace_root};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const NOW: i64 = 1_791_990_000; // 2026-10-14T15:00:00Z
+const FIXTURE_ACCOUNT: &str = "444455556666";
+
+struct Bed {
+    aggregator: Aggregator,
+    slack: MockServer,
+    member: String,
+    other_member: String,
+}
+
+async fn bed(slack_status: u16) -> Bed {
+    let aws = sdk_config("eu-west-1").await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = unique("gw-agg");
+    create_table(&dynamodb, &table).await.unwrap();
+    let orgs = aws_sdk_organizations::Client::new(&aws);
+    // One organization per moto account; tests share it.
+    let _ = orgs
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await;
+    let mut ids = Vec::new();
+    for name in ["member", "other"] {
+        let created = orgs
+            .create_account()
+            .account_name(unique(name))
+            .email(format!("{}@example.com", unique(name)))
+            .send()
+            .await
+            .unwrap();
+        ids.push(created.create_account_status.unwrap().account_id.unwrap());
+    }
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(slack_status).set_body_json(
+                json!({"ok": true, "ts": "1791990000.000100", "channel": "C0GLASS"}),
+            ),
+        )
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "ts": "1791990000.000100"})),
+        )
+        .mount(&slack)
+        .await;
+    let config = AggregatorConfig::from_lookup(|name| {
+        Some(
+            match name {
+                "GLASSWATCH_TABLE" => table.as_str(),
+                "GLASSWATCH_SLACK_MODE" => "bot",
+                "GLASSWATCH_SLACK_CHANNEL" => "C0GLASS",
+                "GLASSWATCH_SLACK_SECRET_ARN" => {
+                    "arn:aws:secretsmanager:eu-west-1:310987654321:secret:slack"
+                }
+                "GLASSWATCH_HEARTBEAT_MINUTES" => "5",
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    })
+    .unwrap();
+    let client = SlackClient::bot_with_api_base("xoxb-test", &format!("{}/api/", slack.uri()))
+        .unwrap()
+        .with_max_attempts(1);
+    Bed {
+        aggregator: Aggregator::new(config, &aws, client),
+        slack,
+        member: ids[0].clone(),
+        other_member: ids[1].clone(),
+    }
+}
+
+fn record(name: &str, account: &str) -> Value {
+    let text =
+        std::fs::read_to_string(workspace_root().join("core/tests/fixtures").join(name)).unwrap();
+    let mut doc: Value = serde_json::from_str(&text.replace(FIXTURE_ACCOUNT, account)).unwrap();
+    let mut record = doc.get("detail").cloned().unwrap_or_else(|| doc.take());
+    record.as_object_mut().unwrap().remove("_fixture");
+    record
+}
+
+/// Activity with the credentials the AssumeRole fixture issued.
+fn activity(account: &str, n: u32) -> Value {
+    json!({
+        "eventVersion": "1.10",
+        "userIdentity": {
+            "type": "AssumedRole",
+            "arn": format!("arn:aws:sts::{account}:assumed-role/BreakGlassRole/break-glass-1-inc-4711"),
+            "accountId": account,
+            "accessKeyId": "ASIAW2LM9BGRSESSN8C4",
+            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{account}:role/BreakGlassRole"), "userName": "BreakGlassRole"}}
+        },
+        "eventTime": format!("2026-10-14T15:{:02}:00Z", 6 + n % 50),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "ListUsers",
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.140",
+        "userAgent": "aws-cli/2.31.18",
+        "eventID": format!("00000000-0000-4000-8000-{n:012}"),
+        "readOnly": true,
+        "eventType": "AwsApiCall",
+        "recipientAccountId": account
+    })
+}
+
+fn envelope(record: &Value, sender: Option<&str>) -> String {
+    let text = std::fs::read_to_string(workspace_root().join("glasswatch.toml")).unwrap();
+    let watch = Config::parse(&text, "glasswatch.toml")
+        .unwrap()
+        .watch_list()
+        .unwrap();
+    let parsed = glasswatch_core::Record::from_value(record).unwrap();
+    let detections = classify(&watch, &parsed);
+    assert!(!detections.is_empty(), "{record}");
+    let (signal, _) =
+        build_signal(record, detections, "test", &parsed.account, &parsed.region).unwrap();
+    let mut env = json!({
+        "version": "0", "id": unique("env"), "detail-type": SIGNAL_DETAIL_TYPE,
+        "source": SIGNAL_SOURCE, "time": "2026-10-14T15:05:12Z", "region": "eu-west-1",
+        "resources": [], "detail": signal
+    });
+    if let Some(sender) = sender {
+        env["account"] = json!(sender);
+    }
+    env.to_string()
+}
+
+fn batch(bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(body.clone());
+            m
+        })
+        .collect();
+    event
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+async fn requests(slack: &MockServer, method_path: &str) -> Vec<Value> {
+    slack
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == method_path)
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_session_gets_one_root_message_however_often_it_is_delivered() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let assume = envelope(
+        &record("11-assume-break-glass-role-by-break-glass-1.json", &member),
+        Some(&member),
+    );
+    let acts: Vec<String> = (0..3)
+        .map(|n| envelope(&activity(&member, n), Some(&member)))
+        .collect();
+    // The activity arrives before the AssumeRole that explains it, and the
+    // whole batch is delivered twice.
+    let mut bodies = acts.clone();
+    bodies.push(assume);
+    let agg = &bed.aggregator;
+    let first = agg.handle_batch(&batch(&bodies), NOW, deadline()).await;
+    assert!(first.batch_item_failures.is_empty(), "{first:?}");
+    let again = agg.handle_batch(&batch(&bodies), NOW + 5, deadline()).await;
+    assert!(again.batch_item_failures.is_empty(), "{again:?}");
+
+    let roots: Vec<Value> = requests(&bed.slack, "/api/chat.postMessage")
+        .await
+        .into_iter()
+        .filter(|b| b.get("thread_ts").is_none())
+        .collect();
+    assert_eq!(roots.len(), 1, "{roots:#?}");
+    let text = roots[0].to_string();
+    assert!(text.contains("break-glass-1"), "{text}");
+    assert!(text.contains(&member), "{text}");
+
+    let month = glasswatch_aggregator::store::Store::month_partition(NOW);
+    let sessions = agg
+        .store
+        .sessions_in(glasswatch_aggregator::store::GSI_BY_TIME, &month)
+        .await
+        .unwrap();
+    let mine: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.session.accounts.contains(&member))
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].session.event_count, 4);
+    assert_eq!(mine[0].root_ts.as_deref(), Some("1791990000.000100"));
+}
+
+#[tokio::test]
+async fn a_spoofed_signal_is_stored_and_alerted_and_never_joins_a_session() {
+    let bed = bed(200).await;
+    let claimed = bed.member.clone();
+    let sender = bed.other_member.clone();
+    let body = envelope(&activity(&claimed, 40), Some(&sender));
+    let agg = &bed.aggregator;
+    let response = agg
+        .handle_batch(&batch(&[body.clone(), body]), NOW, deadline())
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let posts = requests(&bed.slack, "/api/chat.postMessage").await;
+    assert_eq!(posts.len(), 1, "alerted once: {posts:#?}");
+    let text = posts[0].to_string();
+    assert!(text.contains(&sender) && text.contains(&claimed), "{text}");
+    assert!(
+        agg.store
+            .session_of_event("00000000-0000-4000-8000-000000000040")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn signals_without_an_envelope_account_are_stored_as_unverified_and_strangers_are_rejected() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let unverified = envelope(&activity(&member, 50), None);
+    let stranger = envelope(&activity("999988887777", 51), Some("999988887777"));
+    let response = bed
+        .aggregator
+        .handle_batch(&batch(&[unverified, stranger]), NOW, deadline())
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let aws = sdk_config("eu-west-1").await;
+    let item = aws_sdk_dynamodb::Client::new(&aws)
+        .get_item()
+        .table_name(bed.aggregator.store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(
+                "EVENT#00000000-0000-4000-8000-000000000050".into(),
+            ),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("EVENT".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["verdict"].as_s().unwrap(), "unverified");
+    assert!(!item.contains_key("sender"));
+    assert!(
+        bed.aggregator
+            .store
+            .session_of_event("00000000-0000-4000-8000-000000000051")
+            .await
+            .unwrap()
+            .is_none(),
+        "an account outside the organization never joins a session"
+    );
+}
+
+#[tokio::test]
+async fn one_bad_message_fails_alone() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let good = envelope(&activity(&member, 60), Some(&member));
+    let response = bed
+        .aggregator
+        .handle_batch(
+            &batch(&["not json".to_owned(), good, r#"{"source":"x"}"#.to_owned()]),
+            NOW,
+            deadline(),
+        )
+        .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, vec!["m0", "m2"]);
+    assert!(
+        bed.aggregator
+            .store
+            .session_of_event("00000000-0000-4000-8000-000000000060")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_slack_outage_leaves_the_message_pending_until_the_tick_sends_it() {
+    let bed = bed(500).await;
+    let member = bed.member.clone();
+    let body = envelope(&activity(&member, 70), Some(&member));
+    let agg = &bed.aggregator;
+    let response = agg.handle_batch(&batch(&[body]), NOW, deadline()).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "the event is stored"
+    );
+    let session = agg
+        .store
+        .session_of_event("00000000-0000-4000-8000-000000000070")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(agg.store.pending().await.unwrap().contains(&session));
+    assert!(
+        agg.store
+            .session(&session)
+            .await
+            .unwrap()
+            .unwrap()
+            .root_ts
+            .is_none()
+    );
+
+    // Slack recovers; the tick posts it.
+    bed.slack.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "ts": "1791990001.000200"})),
+        )
+        .mount(&bed.slack)
+        .await;
+    agg.tick(NOW + 60, deadline()).await.unwrap();
+    let item = agg.store.session(&session).await.unwrap().unwrap();
+    assert_eq!(item.root_ts.as_deref(), Some("1791990001.000200"));
+    assert!(!agg.store.pending().await.unwrap().contains(&session));
+}
+
+#[tokio::test]
+async fn coverage_alerts_once_when_heartbeats_stop_and_once_when_they_resume() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let heartbeat = |sent_at: &str| {
+        json!({
+            "version": "0", "id": unique("hb"), "detail-type": HEARTBEAT_DETAIL_TYPE,
+            "source": SIGNAL_SOURCE, "account": member, "region": "ap-south-1",
+            "detail": {"schema_version": 1, "account": member, "region": "ap-south-1",
+                "agent_version": "0.1.0", "sent_at": sent_at, "trail": "logging", "trails": ["org"]}
+        })
+        .to_string()
+    };
+    let agg = &bed.aggregator;
+    agg.handle_batch(
+        &batch(&[heartbeat("2026-10-14T15:00:00Z")]),
+        NOW,
+        deadline(),
+    )
+    .await;
+    let coverage_posts = || async {
+        requests(&bed.slack, "/api/chat.postMessage")
+            .await
+            .into_iter()
+            .filter(|b| b.to_string().contains("ap-south-1"))
+            .count()
+    };
+    agg.tick(NOW + 14 * 60, deadline()).await.unwrap();
+    assert_eq!(
+        coverage_posts().await,
+        0,
+        "two missed heartbeats are not yet silence"
+    );
+    agg.tick(NOW + 15 * 60, deadline()).await.unwrap();
+    agg.tick(NOW + 20 * 60, deadline()).await.unwrap();
+    assert_eq!(coverage_posts().await, 1, "alerted once");
+    agg.handle_batch(
+        &batch(&[heartbeat("2026-10-14T15:21:00Z")]),
+        NOW + 21 * 60,
+        deadline(),
+    )
+    .await;
+    agg.tick(NOW + 22 * 60, deadline()).await.unwrap();
+    assert_eq!(coverage_posts().await, 2, "and once on recovery");
+}
