@@ -176,3 +176,87 @@ fn invalid_config_fails_with_location() {
     assert!(stderr.contains("hint: did you mean `roles`?"), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+fn lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn scenario() -> String {
+    root()
+        .join("xtask/tests/fixtures/cross-account-session.jsonl")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn sessions_correlate_the_assume_role_with_the_activity_it_explains() {
+    let sessions = lines(&replay(&["--sessions", &scenario()], None));
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    let chain = sessions
+        .iter()
+        .find(|s| s["principal"] == "arn:aws:iam::444455556666:user/break-glass-1")
+        .unwrap();
+    for field in [
+        "session_id",
+        "principal",
+        "severity",
+        "accounts",
+        "regions",
+        "event_ids",
+        "first_seen",
+        "last_seen",
+    ] {
+        assert!(chain.get(field).is_some(), "{field} missing: {chain}");
+    }
+    assert_eq!(chain["event_ids"].as_array().unwrap().len(), 3);
+    assert_eq!(chain["first_seen"], "2026-10-14T15:05:12Z");
+    assert_eq!(chain["last_seen"], "2026-10-14T15:12:03Z");
+    // Any order of the same events gives the same sessions.
+    let text = std::fs::read_to_string(scenario()).unwrap();
+    let reversed: Vec<&str> = text.lines().rev().collect();
+    let again = lines(&replay(
+        &["--sessions", "-"],
+        Some(reversed.join("\n").as_bytes()),
+    ));
+    assert_eq!(again, sessions);
+}
+
+#[test]
+fn slack_prints_one_root_per_session_then_one_threaded_digest() {
+    let requests = lines(&replay(&["--slack", &scenario()], None));
+    let roots: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["method"] == "chat.postMessage" && r["body"].get("thread_ts").is_none())
+        .collect();
+    assert_eq!(roots.len(), 2);
+    let replies: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["body"].get("thread_ts").is_some())
+        .collect();
+    assert_eq!(replies.len(), 1, "two later events, one digest");
+    assert!(requests.iter().all(|r| r["mode"] == "bot"));
+    assert!(requests.iter().any(|r| r["method"] == "chat.update"));
+}
+
+#[test]
+fn slack_output_escapes_hostile_session_names() {
+    let requests = lines(&replay(
+        &[
+            "--slack",
+            &fixture("20-hostile-session-name-assume-break-glass-role.json"),
+        ],
+        None,
+    ));
+    assert!(!requests.is_empty());
+    let text = serde_json::to_string(&requests).unwrap();
+    assert!(!text.contains("<!"), "{text}");
+    assert!(text.contains("&lt;"), "{text}");
+}
