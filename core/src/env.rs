@@ -13,7 +13,10 @@ pub enum EnvError {
 }
 
 /// A variable that must be set and not empty.
-pub fn required(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<String, EnvError> {
+pub fn required(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, EnvError> {
     get(name)
         .filter(|v| !v.trim().is_empty())
         .ok_or(EnvError::Missing(name))

@@ -41,11 +41,6 @@ pub enum Step {
     Nothing,
 }
 
-/// The region of the session's first event, for its console link.
-fn anchor_region(session: &Session) -> String {
-    session.regions.first().cloned().unwrap_or_default()
-}
-
 /// Decide what to send for `session` given what was sent before.
 /// `new_events` are the events this invocation added (listed in the
 /// digest; may be empty when flushing).
@@ -57,9 +52,9 @@ pub fn next_step(
     now: i64,
     flush: bool,
 ) -> Step {
-    let region = anchor_region(session);
+    let region = &session.anchor_region;
     let Some(root) = state.root_ts.as_deref() else {
-        return Step::Root(session_root(ctx, session, &region));
+        return Step::Root(session_root(ctx, session, region));
     };
     if session.event_count <= state.notified_count {
         return Step::Nothing;
@@ -76,7 +71,7 @@ pub fn next_step(
         .into_iter()
         .collect();
     if let Some(ts) = thread {
-        requests.push(session_update(ctx, session, &region, ts));
+        requests.push(session_update(ctx, session, region, ts));
     }
     Step::Follow(requests)
 }

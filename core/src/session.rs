@@ -118,6 +118,9 @@ pub struct Session {
     /// The earliest event: `(time, eventID)`.
     pub anchor_time: i64,
     pub anchor_event_id: String,
+    /// The anchor event's region, where its console link points.
+    #[serde(default)]
+    pub anchor_region: String,
     /// Who the session is: the principal of the anchor event.
     pub principal: String,
     pub principals: BTreeSet<String>,
@@ -158,6 +161,7 @@ impl Session {
             session_id: session_id(&event.event_id),
             anchor_time: event.time,
             anchor_event_id: event.event_id.clone(),
+            anchor_region: event.region.clone(),
             principal: event.principal.clone(),
             principals: BTreeSet::from([event.principal.clone()]),
             accounts: BTreeSet::from([event.account.clone()]),
@@ -191,6 +195,7 @@ impl Session {
             session_id: lead.session_id.clone(),
             anchor_time: lead.anchor_time,
             anchor_event_id: lead.anchor_event_id.clone(),
+            anchor_region: lead.anchor_region.clone(),
             principal: lead.principal.clone(),
             principals: union(&self.principals, &other.principals),
             accounts: self.accounts.union(&other.accounts).cloned().collect(),

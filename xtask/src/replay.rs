@@ -74,7 +74,12 @@ struct SessionLine<'a> {
 /// The `ts` shown for the root message in `--slack` output.
 const REPLAY_ROOT_TS: &str = "ROOT_TS";
 
-fn write_sessions(out: &mut impl Write, config: &Config, events: &[SessionEvent], slack: bool) -> io::Result<()> {
+fn write_sessions(
+    out: &mut impl Write,
+    config: &Config,
+    events: &[SessionEvent],
+    slack: bool,
+) -> io::Result<()> {
     let mut ledger = Ledger::new(i64::from(config.session.quiet_minutes) * 60);
     for e in events {
         ledger.ingest(e);
@@ -89,7 +94,11 @@ fn write_sessions(out: &mut impl Write, config: &Config, events: &[SessionEvent]
                 .filter_map(|id| ledger.event(id).cloned())
                 .collect();
             for request in notify::replay(&ctx, s, &mine, REPLAY_ROOT_TS) {
-                writeln!(out, "{}", serde_json::to_string(&request).map_err(io::Error::other)?)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&request).map_err(io::Error::other)?
+                )?;
             }
         } else {
             let line = SessionLine {
@@ -102,7 +111,11 @@ fn write_sessions(out: &mut impl Write, config: &Config, events: &[SessionEvent]
                 first_seen: format_time(s.first_seen),
                 last_seen: format_time(s.last_seen),
             };
-            writeln!(out, "{}", serde_json::to_string(&line).map_err(io::Error::other)?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&line).map_err(io::Error::other)?
+            )?;
         }
     }
     Ok(())
