@@ -4,6 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+/// A JSON snapshot with object keys sorted: `serde_json`'s
+/// `preserve_order` may be on through feature unification in a workspace
+/// build and off in a single-crate one, and the snapshot must not care.
+macro_rules! snap {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({ sort_maps => true }, {
+            insta::assert_json_snapshot!($name, $value);
+        })
+    };
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use glasswatch_core::session::{Session, SessionEvent};
@@ -176,7 +187,7 @@ fn root_message_bot() {
         "<https://us-east-1.console.aws.amazon.com/cloudtrail/home?region=us-east-1#/events/6f1c2d3e-0a1b-4c5d-8e9f-001122334455|"
     ));
     assert!(all.contains(&session().session_id));
-    insta::assert_json_snapshot!("root_bot", request);
+    snap!("root_bot", request);
 }
 
 #[test]
@@ -197,7 +208,7 @@ fn root_update_carries_ts_and_running_counts() {
     // Same layout as the root, only the counts move.
     let root = session_root(&ctx(SlackMode::Bot), &s, "us-east-1");
     assert_eq!(root.body().blocks, request.body().blocks);
-    insta::assert_json_snapshot!("root_update", request);
+    snap!("root_update", request);
 }
 
 fn burst(n: i64) -> Vec<SessionEvent> {
@@ -242,7 +253,7 @@ fn digest_of_500_events_is_one_threaded_message() {
     let deduped = session_digest(&ctx(SlackMode::Bot), &s, Some(ROOT_TS), &doubled).unwrap();
     assert_eq!(deduped, request);
 
-    insta::assert_json_snapshot!("digest_bot_500", request);
+    snap!("digest_bot_500", request);
 }
 
 #[test]
@@ -266,7 +277,7 @@ fn webhook_root_and_digest_name_the_session() {
     // Same facts as the bot's root.
     let bot = session_root(&ctx(SlackMode::Bot), &s, "us-east-1");
     assert_eq!(root.body().blocks, bot.body().blocks);
-    insta::assert_json_snapshot!("root_webhook", root);
+    snap!("root_webhook", root);
 
     let events = burst(25);
     let s = events.iter().fold(s, |s, e| s.with_event(e));
@@ -278,7 +289,7 @@ fn webhook_root_and_digest_name_the_session() {
     assert!(all.contains(&format!("in session `{}`", s.session_id)));
     assert!(all.contains("…and 15 more (25 total)"));
     assert!(all.contains("28 events so far"));
-    insta::assert_json_snapshot!("digest_webhook", digest);
+    snap!("digest_webhook", digest);
 }
 
 #[test]
@@ -299,7 +310,7 @@ fn merged_notice_threads_in_the_absorbed_session() {
     let text = texts(&bot).join("\n");
     assert!(text.contains(&format!("continues in session `{}`", survivor.session_id)));
     assert!(text.contains("3 events in all"));
-    insta::assert_json_snapshot!("merged_bot", bot);
+    snap!("merged_bot", bot);
 
     let hook = session_merged(
         &ctx(SlackMode::Webhook),
@@ -313,7 +324,7 @@ fn merged_notice_threads_in_the_absorbed_session() {
         "Session `{}` of `{ROLE_SESSION}` continues in session `{}`",
         absorbed.session_id, survivor.session_id
     )));
-    insta::assert_json_snapshot!("merged_webhook", hook);
+    snap!("merged_webhook", hook);
 }
 
 #[test]
@@ -332,7 +343,7 @@ fn spoofed_signal_alerts() {
         "CRITICAL: spoofed Glasswatch signal: sent by account 999988887777, claims account 111122223333 (prod)"
     );
     assert!(texts(&request)[0].contains("CRITICAL · Spoofed signal"));
-    insta::assert_json_snapshot!("spoofed", request);
+    snap!("spoofed", request);
 
     signal.sender = Some("111122223333".to_owned());
     let request = spoofed_signal(&ctx(SlackMode::Bot), &signal);
@@ -347,7 +358,7 @@ fn spoofed_signal_alerts() {
     let all = texts(&request).join("\n");
     assert!(all.contains("*unverified*"));
     assert!(request.body().text.contains("unverified"));
-    insta::assert_json_snapshot!("spoofed_unverified", request);
+    snap!("spoofed_unverified", request);
 }
 
 #[test]
@@ -366,7 +377,7 @@ fn coverage_alerts_and_recovery() {
     assert!(all.contains("HIGH · Agent silent"));
     assert!(all.contains("for 3 intervals"));
     assert!(all.contains("*Last heartbeat*\n2026-10-08T13:47:31Z"));
-    insta::assert_json_snapshot!("coverage_silent", silent);
+    snap!("coverage_silent", silent);
 
     let trail = coverage_alert(
         &c,
@@ -379,11 +390,11 @@ fn coverage_alerts_and_recovery() {
             .join("\n")
             .contains("CRITICAL · CloudTrail not logging")
     );
-    insta::assert_json_snapshot!("coverage_trail_not_logging", trail);
+    snap!("coverage_trail_not_logging", trail);
 
     let recovered = coverage_recovered(&c, "111122223333", "ap-southeast-2", T0 + 600);
     assert!(recovered.body().text.starts_with("Recovered"));
-    insta::assert_json_snapshot!("coverage_recovered", recovered);
+    snap!("coverage_recovered", recovered);
 }
 
 #[test]
