@@ -49,12 +49,16 @@ fn free_port() -> Result<u16> {
 
 impl LambdaWatch {
     /// Start the emulator on a free loopback port and wait until it
-    /// accepts connections. Its log goes to `target/`, outside any watched
+    /// accepts connections. Its log goes to the target directory, outside any watched
     /// source tree.
     pub fn start(name: &str) -> Result<Self> {
         let port = free_port()?;
         let root = workspace_root();
-        let log = root.join(format!("target/lambda-watch-{name}-{port}.log"));
+        let logs =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let log = logs.join(format!("lambda-watch-{name}-{port}.log"));
         let out = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let tool = python_tool("cargo-lambda");
