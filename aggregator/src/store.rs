@@ -593,16 +593,7 @@ impl Store {
             .expression_attribute_values(":stale", n(stale_before))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::sdk("UpdateItem", e)),
-        }
+        conditional("UpdateItem", result)
     }
 
     /// Give up a claim (the post failed), so a retry can claim again.
@@ -618,16 +609,8 @@ impl Store {
             .expression_attribute_values(":me", s(claimant))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::sdk("UpdateItem", e)),
-        }
+        // Not ours (any more): nothing to release.
+        conditional("UpdateItem", result).map(|_| ())
     }
 
     /// Record what Slack now shows for a session: the root `ts` (once)
@@ -754,16 +737,7 @@ impl Store {
         if let Some(sender) = evidence.sender {
             put = put.item("sender", s(sender));
         }
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::sdk("PutItem", e)),
-        }
+        conditional("PutItem", put.send().await)
     }
 
     /// Remove an untrusted signal's record, so that a retry alerts again
@@ -789,7 +763,8 @@ impl Store {
         agent_version: &str,
         at: i64,
     ) -> Result<(), StoreError> {
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s("COVERAGE"))
@@ -807,18 +782,9 @@ impl Store {
             .expression_attribute_values(":at", n(at))
             .expression_attribute_values(":healthy", s(Health::Healthy.as_str()))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| {
-                // An older heartbeat arriving late changes nothing.
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception())
-                {
-                    Ok(())
-                } else {
-                    Err(StoreError::sdk("UpdateItem", e))
-                }
-            })
+            .await;
+        // An older heartbeat arriving late changes nothing.
+        conditional("UpdateItem", result).map(|_| ())
     }
 
     /// Every coverage item.
@@ -911,6 +877,29 @@ fn parse_session(id: &str, item: &Item) -> Result<SessionItem, StoreError> {
             .unwrap_or(0),
         digest_sent_at: get_n(item, "digest_sent_at"),
     })
+}
+
+/// `Ok(true)` when a conditional write happened, `Ok(false)` when its
+/// condition did not hold; any other failure is an error.
+fn conditional<T, E, R>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::sdk(operation, e)),
+    }
 }
 
 /// The reasons a transaction was cancelled, if that is what failed.
