@@ -393,6 +393,8 @@ impl Aggregator {
             digest_sent_at: item.digest_sent_at,
         };
         match next_step(&ctx, session, &state, new_events, now, flush) {
+            // Up to date; a tick clears a pending mark left behind.
+            Step::Nothing if flush => Ok(self.store.set_pending(id, false).await?),
             Step::Nothing => Ok(()),
             Step::Defer => Ok(self.store.set_pending(id, true).await?),
             Step::Root(request) => {

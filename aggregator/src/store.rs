@@ -658,7 +658,12 @@ impl Store {
 
     /// Mark (or unmark) a session as having Slack messages not yet sent,
     /// so the scheduled check retries them.
+    /// Writes only when the mark changes: a read is cheaper than a write,
+    /// and most sessions are never pending.
     pub async fn set_pending(&self, session_id: &str, pending: bool) -> Result<(), StoreError> {
+        if self.get("PENDING", session_id).await?.is_some() == pending {
+            return Ok(());
+        }
         if pending {
             self.client
                 .put_item()

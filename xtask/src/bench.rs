@@ -1,13 +1,21 @@
-//! `cargo xtask bench`: performance figures against their targets. This
-//! first version measures the agent: its release binary runs as it would on
-//! Lambda, against the local stand-ins of `runtime_api` (Lambda Runtime API
-//! and EventBridge), so no AWS account is needed.
+//! `cargo xtask bench`: performance figures against their targets, in
+//! parts that `--only` selects.
 //!
-//! Figures: init time (start to the first `GET .../invocation/next`, over
-//! several starts), time per event (the event handed out to its answer
-//! posted back) and throughput over a run of fixture events, the peak RSS
-//! of that run (`VmHWM`), and the binary size. New figures are more
-//! entries in the [`Figure`] list.
+//! - `agent`: the agent's release binary runs as it would on Lambda,
+//!   against the local stand-ins of `runtime_api` (Lambda Runtime API and
+//!   EventBridge), so no AWS account is needed. Figures: init time (start
+//!   to the first `GET .../invocation/next`, over several starts), time per
+//!   event (the event handed out to its answer posted back) and throughput
+//!   over a run of fixture events, the peak RSS of that run (`VmHWM`), and
+//!   the binary size.
+//! - `correlation` and `dynamodb` (together `aggregator`): correlation
+//!   throughput of a release build, and the aggregator's DynamoDB requests
+//!   per event on moto; see `bench_aggregator.rs`.
+//!
+//! New figures are more entries in the [`Figure`] list.
+
+#[path = "bench_aggregator.rs"]
+mod aggregator;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,6 +25,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use clap::ValueEnum;
 use glasswatch_core::input::for_each_document;
 use glasswatch_core::{Config, Record, WatchList, classify};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -50,12 +59,63 @@ pub struct Args {
     /// How many events to send through one agent process.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     events: u32,
+    /// How many generated events to time correlation over.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    correlation_events: u32,
+    /// Measure only these parts (comma-separated or repeated); all of them
+    /// by default.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
+    only: Vec<Part>,
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Report missed targets, but exit 0 anyway.
     #[arg(long)]
     no_fail: bool,
+    /// Internal: time correlation and print the report as JSON (what the
+    /// release build of xtask is run for).
+    #[arg(long, hide = true)]
+    internal_correlation: bool,
+}
+
+/// A part of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// The agent's init time, time per event, peak RSS and binary size.
+    Agent,
+    /// `correlation` and `dynamodb`.
+    Aggregator,
+    /// Correlation throughput (`Ledger::ingest`, release build).
+    Correlation,
+    /// The aggregator's DynamoDB requests per event, on moto.
+    Dynamodb,
+}
+
+/// Which parts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parts {
+    agent: bool,
+    correlation: bool,
+    dynamodb: bool,
+}
+
+impl Parts {
+    /// Everything when `only` is empty, else what it names.
+    fn of(only: &[Part]) -> Self {
+        if only.is_empty() {
+            return Self {
+                agent: true,
+                correlation: true,
+                dynamodb: true,
+            };
+        }
+        let named = |part| only.contains(&part);
+        Self {
+            agent: named(Part::Agent),
+            correlation: named(Part::Correlation) || named(Part::Aggregator),
+            dynamodb: named(Part::Dynamodb) || named(Part::Aggregator),
+        }
+    }
 }
 
 /// A bound a figure must stay within.
@@ -64,19 +124,28 @@ pub struct Args {
 pub enum Target {
     /// Strictly less than.
     Below(f64),
+    /// Less than or equal to.
+    AtMost(f64),
+    /// Greater than or equal to.
+    AtLeast(f64),
 }
 
 impl Target {
     fn met_by(self, value: f64) -> bool {
         match self {
             Self::Below(limit) => value < limit,
+            Self::AtMost(limit) => value <= limit,
+            Self::AtLeast(limit) => value >= limit,
         }
     }
 
     fn describe(self, unit: &str) -> String {
-        match self {
-            Self::Below(limit) => format!("< {} {unit}", format_value(limit)),
-        }
+        let (sign, limit) = match self {
+            Self::Below(limit) => ("<", limit),
+            Self::AtMost(limit) => ("≤", limit),
+            Self::AtLeast(limit) => ("≥", limit),
+        };
+        format!("{sign} {} {unit}", format_value(limit))
     }
 }
 
@@ -115,9 +184,57 @@ impl Figure {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let binary = build_agent()?;
-    let root = workspace_root();
-    let config_path = root.join("glasswatch.toml");
+    if args.internal_correlation {
+        return aggregator::correlation_internal(args.correlation_events as usize);
+    }
+    let parts = Parts::of(&args.only);
+    let mut figures = Vec::new();
+    let mut report = serde_json::Map::new();
+    if parts.agent {
+        let (agent, binary) = agent_figures(args)?;
+        figures.extend(agent);
+        report.insert("agent_binary".into(), json!(binary));
+        report.insert("init_runs".into(), json!(args.init_runs));
+        report.insert("events".into(), json!(args.events));
+    }
+    if parts.correlation {
+        let (correlation, measured) = aggregator::correlation_figures(args.correlation_events)?;
+        figures.extend(correlation);
+        report.insert("correlation".into(), json!(measured));
+    }
+    if parts.dynamodb {
+        let (dynamodb, measured) = aggregator::dynamodb_figures()?;
+        figures.extend(dynamodb);
+        report.insert("aggregator".into(), json!(measured));
+    }
+
+    println!("{}", render_table(&figures));
+    if let Some(path) = &args.json {
+        report.insert("figures".into(), json!(figures));
+        let text = serde_json::to_string_pretty(&Value::Object(report))
+            .context("cannot encode the figures")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("==> figures written to {}", path.display());
+    }
+    let missed: Vec<&str> = figures
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| f.name.as_str())
+        .collect();
+    if !missed.is_empty() {
+        let message = format!("missed targets: {}", missed.join(", "));
+        if !args.no_fail {
+            bail!(message);
+        }
+        eprintln!("==> {message} (--no-fail: exiting 0)");
+    }
+    Ok(())
+}
+
+/// `glasswatch.toml` at the workspace root, and its watch list.
+fn load_watch_list() -> Result<(Config, WatchList)> {
+    let config_path = workspace_root().join("glasswatch.toml");
     let text = std::fs::read_to_string(&config_path)
         .with_context(|| format!("cannot read {}", config_path.display()))?;
     let config =
@@ -125,6 +242,14 @@ pub fn run(args: &Args) -> Result<()> {
     let watch = config
         .watch_list()
         .map_err(|e| anyhow!("{}: invalid watch list: {e:?}", config_path.display()))?;
+    Ok((config, watch))
+}
+
+/// The agent's figures, and the binary they are of.
+fn agent_figures(args: &Args) -> Result<(Vec<Figure>, PathBuf)> {
+    let binary = build_agent()?;
+    let root = workspace_root();
+    let (config, watch) = load_watch_list()?;
     let events = fixture_events(&root.join("core/tests/fixtures"), &watch)?;
     let logs = target_dir().join("bench");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
@@ -150,33 +275,7 @@ pub fn run(args: &Args) -> Result<()> {
     figures.push(Figure::info("agent binary size", size as f64 / MIB, "MB"));
     figures.extend(init_figures(&launcher, args.init_runs)?);
     figures.extend(event_figures(&launcher, &stub, &events, args.events)?);
-
-    println!("{}", render_table(&figures));
-    if let Some(path) = &args.json {
-        let report = json!({
-            "agent_binary": binary,
-            "init_runs": args.init_runs,
-            "events": args.events,
-            "figures": figures,
-        });
-        let text = serde_json::to_string_pretty(&report).context("cannot encode the figures")?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("==> figures written to {}", path.display());
-    }
-    let missed: Vec<&str> = figures
-        .iter()
-        .filter(|f| !f.ok)
-        .map(|f| f.name.as_str())
-        .collect();
-    if !missed.is_empty() {
-        let message = format!("missed targets: {}", missed.join(", "));
-        if !args.no_fail {
-            bail!(message);
-        }
-        eprintln!("==> {message} (--no-fail: exiting 0)");
-    }
-    Ok(())
+    Ok((figures, binary))
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -770,6 +869,47 @@ mod tests {
         assert!(lines[2].contains("24.9 ms") && lines[2].ends_with("< 25.0 ms | ok"));
         assert!(lines[3].ends_with("FAIL"));
         assert!(lines[4].contains("7.25 MB") && lines[4].ends_with("| -"));
+    }
+
+    #[test]
+    fn at_most_and_at_least_include_the_limit() {
+        assert!(Figure::with_target("w", 2.5, "writes/event", Target::AtMost(2.5)).ok);
+        assert!(!Figure::with_target("w", 2.51, "writes/event", Target::AtMost(2.5)).ok);
+        assert!(Figure::with_target("c", 5e4, "events/s", Target::AtLeast(5e4)).ok);
+        assert!(!Figure::with_target("c", 49_999.0, "events/s", Target::AtLeast(5e4)).ok);
+        assert_eq!(
+            Target::AtMost(2.5).describe("writes/event"),
+            "≤ 2.50 writes/event"
+        );
+        assert_eq!(
+            Target::AtLeast(5e4).describe("events/s"),
+            "≥ 50000 events/s"
+        );
+        assert_eq!(
+            serde_json::to_value(Target::AtLeast(5e4)).unwrap(),
+            json!({"at_least": 50000.0})
+        );
+    }
+
+    #[test]
+    fn only_selects_parts_and_aggregator_means_both_of_its_own() {
+        let all = Parts::of(&[]);
+        assert!(all.agent && all.correlation && all.dynamodb);
+        let agent = Parts::of(&[Part::Agent]);
+        assert!(agent.agent && !agent.correlation && !agent.dynamodb);
+        let aggregator = Parts::of(&[Part::Aggregator]);
+        assert!(!aggregator.agent && aggregator.correlation && aggregator.dynamodb);
+        let one = Parts::of(&[Part::Dynamodb]);
+        assert!(!one.agent && !one.correlation && one.dynamodb);
+        let args = <Args as clap::FromArgMatches>::from_arg_matches(
+            &<Args as clap::Args>::augment_args(clap::Command::new("bench"))
+                .try_get_matches_from(["bench", "--only", "agent,correlation", "--no-fail"])
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(args.only, vec![Part::Agent, Part::Correlation]);
+        assert!(args.no_fail && !args.internal_correlation);
+        assert_eq!(args.correlation_events, 100_000);
     }
 
     #[test]
