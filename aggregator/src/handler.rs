@@ -293,7 +293,7 @@ impl Aggregator {
     ) -> SqsBatchResponse {
         let mut failures = Vec::new();
         let mut touched: BTreeMap<String, (Vec<SessionEvent>, Vec<String>)> = BTreeMap::new();
-        let mut absorbed: Vec<(String, String)> = Vec::new();
+        let mut absorbed: Vec<String> = Vec::new();
         for message in &batch.records {
             let id = message.message_id.clone().unwrap_or_default();
             let Some(body) = message.body.as_deref() else {
@@ -303,12 +303,8 @@ impl Aggregator {
             };
             match self.process(body, now, deadline).await {
                 Ok(Processed::Event { ingest, event }) => {
-                    if let Ingest::Stored {
-                        session_id,
-                        absorbed: gone,
-                    } = &ingest
-                    {
-                        absorbed.extend(gone.iter().map(|g| (g.clone(), session_id.clone())));
+                    if let Ingest::Stored { absorbed: gone, .. } = &ingest {
+                        absorbed.extend(gone.iter().cloned());
                     }
                     let entry = touched.entry(ingest.session_id().to_owned()).or_default();
                     entry.0.push(*event);
@@ -321,9 +317,9 @@ impl Aggregator {
                 }
             }
         }
-        for (gone, into) in &absorbed {
-            if let Err(e) = self.announce_merge(gone, into, deadline).await {
-                tracing::warn!(session_id = %gone, error = %e, "merge notice not sent; kept pending");
+        for gone in &absorbed {
+            if let Err(e) = self.announce_merge(gone, deadline).await {
+                tracing::warn!(session_id = %gone, error = %e, "merge notice not sent; pending for the tick");
             }
         }
         for (session_id, (events, messages)) in &touched {
@@ -346,25 +342,22 @@ impl Aggregator {
         response
     }
 
-    async fn announce_merge(
-        &self,
-        gone: &str,
-        into: &str,
-        deadline: Instant,
-    ) -> Result<(), AggregatorError> {
+    /// Tell an announced session's thread that it continues in the
+    /// session it was merged into, then clear its pending mark (which the
+    /// merge wrote). Nothing to say for a session never announced.
+    async fn announce_merge(&self, gone: &str, deadline: Instant) -> Result<(), AggregatorError> {
         let Some(old) = self.store.session_exact(gone).await? else {
             return Ok(());
         };
-        let Some(ts) = old.root_ts.as_deref() else {
-            return Ok(());
-        };
-        let Some(survivor) = self.store.session(into).await? else {
-            return Ok(());
-        };
-        let ctx = self.context(&[]).await?;
-        let thread = (ts != WEBHOOK_ROOT).then_some(ts);
-        let notice = session_merged(&ctx, &old.session, &survivor.session, thread);
-        self.slack.send(&notice, deadline).await?;
+        if let Some(ts) = old.root_ts.as_deref()
+            && let Some(survivor) = self.store.session(gone).await?
+        {
+            let ctx = self.context(&[]).await?;
+            let thread = (ts != WEBHOOK_ROOT).then_some(ts);
+            let notice = session_merged(&ctx, &old.session, &survivor.session, thread);
+            self.slack.send(&notice, deadline).await?;
+        }
+        self.store.set_pending(gone, false).await?;
         Ok(())
     }
 
@@ -479,7 +472,16 @@ impl Aggregator {
             if deadline.saturating_duration_since(Instant::now()) < Duration::from_secs(2) {
                 break;
             }
-            self.notify(&id, &[], now, deadline, true).await?;
+            let merged = self
+                .store
+                .session_exact(&id)
+                .await?
+                .is_some_and(|item| item.merged_into.is_some());
+            if merged {
+                self.announce_merge(&id, deadline).await?;
+            } else {
+                self.notify(&id, &[], now, deadline, true).await?;
+            }
             report.pending_retried += 1;
         }
         Ok(report)

@@ -10,7 +10,7 @@
 //! | `KEY#<key>` | `<time>#<eventID>` | a use of a correlation key |
 //! | `KEY#<key>` | `HEAD` | the key's version: concurrent writers of one key serialise on it |
 //! | `COVERAGE` | `<account>#<region>` | last heartbeat and trail status |
-//! | `PENDING` | `<session id>` | a session with Slack messages not yet sent |
+//! | `PENDING` | `<session id>` | a session with Slack messages not yet sent (for a merged-away session: its 'continues in' notice) |
 //! | `SPOOFED#<eventID>` | `SPOOFED` | a signal whose sender is not its account |
 //!
 //! One event is one `TransactWriteItems` request: the event items, its key
@@ -139,6 +139,8 @@ pub struct SessionItem {
     pub notified_count: u64,
     /// When the last thread digest went out.
     pub digest_sent_at: Option<i64>,
+    /// Set when this session was merged away: the survivor's id.
+    pub merged_into: Option<String>,
 }
 
 /// The store, over one table.
@@ -563,6 +565,17 @@ impl Store {
             {
                 items.push(TransactWriteItem::builder().update(u).build());
             }
+            // An absorbed session that was announced owes its thread a
+            // "continues in" notice: pending until sent, like any message.
+            if live.get(gone).is_some_and(|old| old.root_ts.is_some())
+                && let Ok(p) = Put::builder()
+                    .table_name(&self.table)
+                    .item("pk", s("PENDING"))
+                    .item("sk", s(gone))
+                    .build()
+            {
+                items.push(TransactWriteItem::builder().put(p).build());
+            }
         }
         items
     }
@@ -881,6 +894,7 @@ fn parse_session(id: &str, item: &Item) -> Result<SessionItem, StoreError> {
             .and_then(|c| u64::try_from(c).ok())
             .unwrap_or(0),
         digest_sent_at: get_n(item, "digest_sent_at"),
+        merged_into: get_s(item, "merged_into").map(str::to_owned),
     })
 }
 

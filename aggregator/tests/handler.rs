@@ -110,13 +110,18 @@ fn record(name: &str, account: &str) -> Value {
 
 /// Activity with the credentials the AssumeRole fixture issued.
 fn activity(account: &str, n: u32) -> Value {
+    activity_as(account, n, "break-glass-1-inc-4711", "ASIAW2LM9BGRSESSN8C4")
+}
+
+/// Activity by the role session `session` with temporary key `key`.
+fn activity_as(account: &str, n: u32, session: &str, key: &str) -> Value {
     json!({
         "eventVersion": "1.10",
         "userIdentity": {
             "type": "AssumedRole",
-            "arn": format!("arn:aws:sts::{account}:assumed-role/BreakGlassRole/break-glass-1-inc-4711"),
+            "arn": format!("arn:aws:sts::{account}:assumed-role/BreakGlassRole/{session}"),
             "accountId": account,
-            "accessKeyId": "ASIAW2LM9BGRSESSN8C4",
+            "accessKeyId": key,
             "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{account}:role/BreakGlassRole"), "userName": "BreakGlassRole"}}
         },
         "eventTime": format!("2026-10-14T15:{:02}:00Z", 6 + n % 50),
@@ -413,4 +418,80 @@ async fn coverage_alerts_once_when_heartbeats_stop_and_once_when_they_resume() {
     .await;
     agg.tick(NOW + 22 * 60, deadline()).await.unwrap();
     assert_eq!(coverage_posts().await, 2, "and once on recovery");
+}
+
+#[tokio::test]
+async fn a_late_link_announces_the_merge_in_the_absorbed_thread_even_after_a_slack_failure() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let agg = &bed.aggregator;
+    // Two sessions, each announced on its own.
+    let a = envelope(
+        &activity_as(&member, 80, "a", "ASIAAAAAAAAAAAAAAAA1"),
+        Some(&member),
+    );
+    let b = envelope(
+        &activity_as(&member, 81, "b", "ASIABBBBBBBBBBBBBBB2"),
+        Some(&member),
+    );
+    agg.handle_batch(&batch(&[a]), NOW, deadline()).await;
+    agg.handle_batch(&batch(&[b]), NOW, deadline()).await;
+    let a_id = agg
+        .store
+        .session_of_event("00000000-0000-4000-8000-000000000080")
+        .await
+        .unwrap()
+        .unwrap();
+    let b_id = agg
+        .store
+        .session_of_event("00000000-0000-4000-8000-000000000081")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(a_id, b_id);
+
+    // Slack fails just when the link arrives.
+    bed.slack.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&bed.slack)
+        .await;
+    let link = envelope(
+        &activity_as(&member, 82, "a", "ASIABBBBBBBBBBBBBBB2"),
+        Some(&member),
+    );
+    let response = agg.handle_batch(&batch(&[link]), NOW, deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        agg.store
+            .session_of_event("00000000-0000-4000-8000-000000000081")
+            .await
+            .unwrap(),
+        Some(a_id.clone()),
+        "b merged into a, the earlier"
+    );
+    assert!(
+        agg.store.pending().await.unwrap().contains(&b_id),
+        "the notice is owed"
+    );
+
+    // Slack recovers: the tick sends the notice into b's thread, once.
+    bed.slack.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "ts": "1791990002.000300"})),
+        )
+        .mount(&bed.slack)
+        .await;
+    agg.tick(NOW + 60, deadline()).await.unwrap();
+    agg.tick(NOW + 120, deadline()).await.unwrap();
+    let notices: Vec<Value> = requests(&bed.slack, "/api/chat.postMessage")
+        .await
+        .into_iter()
+        .filter(|b| b.to_string().contains(&a_id) && b.to_string().contains(&b_id))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    assert_eq!(notices[0]["thread_ts"], "1791990000.000100");
+    assert!(!agg.store.pending().await.unwrap().contains(&b_id));
 }
