@@ -13,10 +13,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use glasswatch_core::signal::{SIGNAL_SOURCE, Signal, signal_id};
+use glasswatch_core::signal::{Signal, signal_id};
 use serde_json::Value;
 use test_support::lambda::LambdaWatch;
-use test_support::{account_config, drain_queue, moto_endpoint, route_to_new_queue, unique};
+use test_support::{account_config, drain_queue, moto_endpoint, new_signal_bus, unique};
 
 const AUDIT_ACCOUNT: &str = "310987654321";
 const WATCH: &str = r#"{"iam_users":["break-glass-1"],"roles":["BreakGlassRole"],"sso_permission_sets":["BreakGlassAdmin"],"root_sign_in":true}"#;
@@ -35,26 +35,8 @@ async fn bootstrap_relays_a_fixture_invoked_through_the_runtime_api() {
     let (aws, credentials) = account_config(AUDIT_ACCOUNT, "eu-west-1").await.unwrap();
     let events = aws_sdk_eventbridge::Client::new(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let bus = unique("gw-bootstrap");
-    let bus_arn = events
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .unwrap()
-        .event_bus_arn
-        .unwrap();
+    let (bus_arn, queue_url) = new_signal_bus(&events, &sqs, "gw-bootstrap").await.unwrap();
     assert!(bus_arn.contains(AUDIT_ACCOUNT), "{bus_arn}");
-    let queue_url = route_to_new_queue(
-        &events,
-        &sqs,
-        &bus,
-        "signals",
-        &format!(r#"{{"source":["{SIGNAL_SOURCE}"]}}"#),
-        &bus,
-    )
-    .await
-    .unwrap();
 
     let watch = LambdaWatch::start("agent").unwrap();
     let log = std::env::temp_dir().join(format!("{}.log", unique("agent-bootstrap")));

@@ -10,32 +10,14 @@
 use glasswatch_agent::{Agent, AgentConfig, Outcome};
 use glasswatch_core::signal::{SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, Signal, signal_id};
 use serde_json::Value;
-use test_support::{drain_queue, route_to_new_queue, sdk_config, unique};
+use test_support::{drain_queue, new_signal_bus, sdk_config};
 
 #[tokio::test]
 async fn signal_round_trips_through_a_moto_bus() {
     let aws = sdk_config("eu-west-1").await;
     let events = aws_sdk_eventbridge::Client::new(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let bus = unique("gw-central");
-    let bus_arn = events
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .unwrap()
-        .event_bus_arn
-        .unwrap();
-    let queue_url = route_to_new_queue(
-        &events,
-        &sqs,
-        &bus,
-        "signals",
-        &format!(r#"{{"source":["{SIGNAL_SOURCE}"]}}"#),
-        &bus,
-    )
-    .await
-    .unwrap();
+    let (bus_arn, queue_url) = new_signal_bus(&events, &sqs, "gw-central").await.unwrap();
 
     let watch = r#"{"iam_users":["break-glass-1"],"roles":["BreakGlassRole"],"sso_permission_sets":[],"root_sign_in":true}"#;
     let config = AgentConfig::from_lookup(|name| match name {

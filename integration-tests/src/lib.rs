@@ -7,6 +7,7 @@
 //!   [`account_config`]: the same, acting as a chosen account;
 //! - [`route_to_new_queue`], [`drain_queue`]: an EventBridge rule whose
 //!   target is a fresh SQS queue, and reading back what it delivered;
+//!   [`new_signal_bus`]: a central bus routing signals to a queue;
 //! - [`fixtures`]: the fixture corpus as raw JSON documents;
 //! - [`lambda`]: `cargo lambda watch` as the Runtime API for the real
 //!   `bootstrap` binaries;
@@ -100,6 +101,31 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A new central bus whose rule delivers Glasswatch signals (source
+/// `glasswatch.agent`) to a new queue, as the audit account's does.
+/// Returns the bus ARN and the queue URL.
+pub async fn new_signal_bus(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    prefix: &str,
+) -> anyhow::Result<(String, String)> {
+    let bus = unique(prefix);
+    let bus_arn = events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .with_context(|| format!("create event bus {bus}"))?
+        .event_bus_arn
+        .context("event bus arn")?;
+    let pattern = format!(
+        r#"{{"source":["{}"]}}"#,
+        glasswatch_core::signal::SIGNAL_SOURCE
+    );
+    let queue_url = route_to_new_queue(events, sqs, &bus, "signals", &pattern, &bus).await?;
+    Ok((bus_arn, queue_url))
 }
 
 /// Create queue `queue_name` and a rule `rule` on `bus` (in the rule state
