@@ -11,9 +11,11 @@
 //! - [`fixtures`]: the fixture corpus as raw JSON documents;
 //! - [`lambda`]: `cargo lambda watch` as the Runtime API for the real
 //!   `bootstrap` binaries;
-//! - [`unique`]: names that do not collide between tests sharing one moto.
+//! - [`unique`]: names that do not collide between tests sharing one moto;
+//! - [`org`]: a fresh organization with an OU tree and member accounts.
 
 pub mod lambda;
+pub mod org;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,17 +1,24 @@
 //! # glasswatch-stacksets
 //!
-//! The CloudFormation side of Glasswatch. Templates (arriving with the
-//! deployment issue) are embedded with `include_str!`; this crate also turns
-//! the watch list into the rule patterns those templates take, so the
-//! patterns come from one source: `glasswatch_core::patterns`.
+//! The CloudFormation side of Glasswatch: the two templates, embedded with
+//! `include_str!`, and the code that deploys, inspects and removes them
+//! across an organization. `xtask` is only the command line around it.
+//!
+//! Layout:
+//! - `render`: pure; the templates, the agent's generated rules, stack
+//!   parameters, names and content-addressed artifact keys;
+//! - `error`: every failure with what to do about it;
+//! - `aws`: per-region clients, `AssumeRole`, progress reporting;
+//! - `buckets`: the per-region artifact buckets;
+//! - `stacks`: plain stacks and the StackSet, compare-then-write;
+//! - `deploy`, `destroy`: the two operations, step by step.
 
-use glasswatch_core::WatchList;
-use glasswatch_core::patterns::{PatternError, RulePattern, event_patterns};
+pub mod aws;
+pub mod buckets;
+pub mod deploy;
+pub mod destroy;
+pub mod error;
+pub mod render;
+pub mod stacks;
 
-/// The agent's EventBridge rules, as (rule name, pattern JSON) pairs.
-pub fn agent_rules(watch: &WatchList) -> Result<Vec<(String, String)>, PatternError> {
-    Ok(event_patterns(watch)?
-        .iter()
-        .map(|p: &RulePattern| (p.name.clone(), p.pattern_json()))
-        .collect())
-}
+pub use error::DeployError;

@@ -1,0 +1,565 @@
+//! `deploy`, end to end: who is calling, which regions and accounts, the
+//! artifact buckets, the audit stack, the StackSet and its instances, and
+//! the management account's own stacks. Every step compares before it
+//! writes, so a second run with nothing changed writes nothing.
+
+use std::collections::BTreeSet;
+
+use aws_config::SdkConfig;
+use aws_sdk_account::types::RegionOptStatus;
+use glasswatch_core::Config;
+
+use crate::aws::{Progress, Waiting, caller_account, cloudformation, in_region, s3};
+use crate::buckets::{ensure_bucket, upload};
+use crate::error::{DeployError, STACKSETS_PRINCIPAL, aws, code_of};
+use crate::render::{
+    Artifacts, Blueprint, agent_parameters, artifact_bucket, artifact_key, audit_parameters,
+};
+use crate::stacks::{
+    Caller, Instance, Outcome, Place, StackSetSpec, ensure_instances, ensure_stack,
+    ensure_stack_set, instances,
+};
+
+/// Who runs the deployment, in which organization.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Identity {
+    pub account: String,
+    pub organization_id: String,
+    pub management_account: String,
+    pub root_id: String,
+    pub caller: Caller,
+}
+
+/// The organization's answer to "who is calling?". Errors say how to fix a
+/// missing organization or missing delegated administration.
+pub async fn identify(sdk: &SdkConfig) -> Result<Identity, DeployError> {
+    let account = caller_account(sdk).await?;
+    let orgs = aws_sdk_organizations::Client::new(sdk);
+    let org = orgs
+        .describe_organization()
+        .send()
+        .await
+        .map_err(|e| aws("organizations:DescribeOrganization", e))?
+        .organization
+        .ok_or(DeployError::NoOrganization)?;
+    let management_account = org.master_account_id().unwrap_or_default().to_owned();
+    let caller = if account == management_account {
+        Caller::Management
+    } else {
+        let admins = orgs
+            .list_delegated_administrators()
+            .service_principal(STACKSETS_PRINCIPAL)
+            .send()
+            .await
+            .map_err(|e| aws("organizations:ListDelegatedAdministrators", e))?;
+        if admins
+            .delegated_administrators()
+            .iter()
+            .any(|a| a.id() == Some(account.as_str()))
+        {
+            Caller::DelegatedAdmin
+        } else {
+            return Err(DeployError::NotAdministrator {
+                caller: account,
+                management: management_account,
+            });
+        }
+    };
+    let root_id = orgs
+        .list_roots()
+        .send()
+        .await
+        .map_err(|e| aws("organizations:ListRoots", e))?
+        .roots()
+        .first()
+        .and_then(|r| r.id())
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Identity {
+        account,
+        organization_id: org.id().unwrap_or_default().to_owned(),
+        management_account,
+        root_id,
+        caller,
+    })
+}
+
+/// The regions to cover: the configured ones, each checked to be enabled,
+/// or every enabled region.
+pub async fn regions(
+    sdk: &SdkConfig,
+    config: &Config,
+    account: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<String>, DeployError> {
+    let client = aws_sdk_account::Client::new(sdk);
+    let mut pages = client.list_regions().into_paginator().send();
+    let mut enabled = BTreeSet::new();
+    let mut known = true;
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => enabled.extend(
+                page.regions()
+                    .iter()
+                    .filter(|r| {
+                        matches!(
+                            r.region_opt_status(),
+                            Some(RegionOptStatus::Enabled | RegionOptStatus::EnabledByDefault)
+                        )
+                    })
+                    .filter_map(|r| r.region_name().map(str::to_owned)),
+            ),
+            Err(e) if config.organization.regions.is_empty() => {
+                return Err(match aws("account:ListRegions", e) {
+                    DeployError::Aws { message, .. } => DeployError::ConfigMismatch(format!(
+                        "cannot list the enabled regions ({message}); list them in `organization.regions`"
+                    )),
+                    other => other,
+                });
+            }
+            Err(e) => {
+                progress.note(&format!(
+                    "cannot check that the configured regions are enabled (account:ListRegions: {}); going on with them",
+                    code_of(&e).unwrap_or("no answer")
+                ));
+                known = false;
+                break;
+            }
+        }
+    }
+    if config.organization.regions.is_empty() {
+        return Ok(enabled.into_iter().collect());
+    }
+    if known {
+        for region in &config.organization.regions {
+            if !enabled.contains(region) {
+                return Err(DeployError::RegionNotEnabled {
+                    region: region.clone(),
+                    account: account.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(config.organization.regions.clone())
+}
+
+/// An active account the StackSet will reach.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OrgAccount {
+    pub id: String,
+    pub name: String,
+    pub parent: String,
+}
+
+/// Every active account under the given OUs (or root), at any depth,
+/// except the management account, which StackSets never deploy to.
+pub async fn accounts_under(
+    sdk: &SdkConfig,
+    parents: &[String],
+    management_account: &str,
+) -> Result<Vec<OrgAccount>, DeployError> {
+    let orgs = aws_sdk_organizations::Client::new(sdk);
+    let mut queue: Vec<String> = parents.to_vec();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    while let Some(parent) = queue.pop() {
+        if !seen.insert(parent.clone()) {
+            continue;
+        }
+        let mut pages = orgs
+            .list_accounts_for_parent()
+            .parent_id(&parent)
+            .into_paginator()
+            .send();
+        let mut accounts = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| aws("organizations:ListAccountsForParent", e))?;
+            accounts.extend(page.accounts.unwrap_or_default());
+        }
+        for account in accounts {
+            let active = account
+                .status()
+                .is_none_or(|s| s == &aws_sdk_organizations::types::AccountStatus::Active);
+            let id = account.id().unwrap_or_default();
+            if active && id != management_account {
+                out.push(OrgAccount {
+                    id: id.to_owned(),
+                    name: account.name().unwrap_or_default().to_owned(),
+                    parent: parent.clone(),
+                });
+            }
+        }
+        let mut pages = orgs
+            .list_organizational_units_for_parent()
+            .parent_id(&parent)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| aws("organizations:ListOrganizationalUnitsForParent", e))?;
+            queue.extend(
+                page.organizational_units()
+                    .iter()
+                    .filter_map(|ou| ou.id().map(str::to_owned)),
+            );
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.dedup_by(|a, b| a.id == b.id);
+    Ok(out)
+}
+
+/// Credentials for each place deploy writes to.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The deploying identity: management account or delegated admin.
+    pub deployer: SdkConfig,
+    /// The audit account.
+    pub audit: SdkConfig,
+    /// The management account, for its plain stacks; `None` when running
+    /// as a delegated administrator without management credentials.
+    pub management: Option<SdkConfig>,
+}
+
+/// The Lambda zips.
+#[derive(Debug, Clone)]
+pub struct Zips {
+    pub agent: Vec<u8>,
+    pub aggregator: Vec<u8>,
+}
+
+/// Everything deploy will do, resolved but not yet done.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub identity: Identity,
+    pub regions: Vec<String>,
+    pub target_ous: Vec<String>,
+    pub accounts: Vec<OrgAccount>,
+    pub buckets: Vec<String>,
+    pub artifacts: PlanArtifacts,
+    pub audit_stack: String,
+    pub audit_account: String,
+    pub audit_region: String,
+    pub stack_set: String,
+    pub management_stacks: Vec<String>,
+    pub rules: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanArtifacts {
+    pub bucket_prefix: String,
+    pub agent_key: String,
+    pub aggregator_key: String,
+}
+
+impl PlanArtifacts {
+    fn artifacts(&self) -> Artifacts {
+        Artifacts {
+            bucket_prefix: self.bucket_prefix.clone(),
+            agent_key: self.agent_key.clone(),
+            aggregator_key: self.aggregator_key.clone(),
+        }
+    }
+}
+
+/// Resolve the plan with reads only; `--dry-run` prints it.
+pub async fn plan(
+    access: &Access,
+    config: &Config,
+    blueprint: &Blueprint,
+    zips: &Zips,
+    progress: &dyn Progress,
+) -> Result<Plan, DeployError> {
+    let identity = identify(&access.deployer).await?;
+    let org = &config.organization;
+    if identity.management_account != org.management_account {
+        return Err(DeployError::ConfigMismatch(format!(
+            "`organization.management_account` is {}, but this organization's management account is {}",
+            org.management_account, identity.management_account
+        )));
+    }
+    let regions = regions(&access.deployer, config, &identity.account, progress).await?;
+    if !regions.contains(&org.audit_region) {
+        return Err(DeployError::ConfigMismatch(format!(
+            "the audit region {} is not among the regions to cover ({})",
+            org.audit_region,
+            regions.join(", ")
+        )));
+    }
+    let target_ous = if org.target_ous.is_empty() {
+        vec![identity.root_id.clone()]
+    } else {
+        org.target_ous.clone()
+    };
+    let accounts =
+        accounts_under(&access.deployer, &target_ous, &identity.management_account).await?;
+    if !accounts.iter().any(|a| a.id == org.audit_account) {
+        progress.note(&format!(
+            "the audit account {} is not under the target OUs; its own activity will not be watched",
+            org.audit_account
+        ));
+    }
+    let bucket_prefix = blueprint.artifact_bucket_prefix(&identity.account);
+    let buckets = regions
+        .iter()
+        .map(|r| artifact_bucket(&bucket_prefix, r))
+        .collect();
+    let management_stacks = if access.management.is_some() {
+        regions
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} in {} {r}",
+                    blueprint.agent_stack(),
+                    identity.management_account
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Plan {
+        regions,
+        target_ous,
+        accounts,
+        buckets,
+        artifacts: PlanArtifacts {
+            bucket_prefix,
+            agent_key: artifact_key("agent", &zips.agent),
+            aggregator_key: artifact_key("aggregator", &zips.aggregator),
+        },
+        audit_stack: blueprint.audit_stack(),
+        audit_account: org.audit_account.clone(),
+        audit_region: org.audit_region.clone(),
+        stack_set: blueprint.agent_stack(),
+        management_stacks,
+        rules: blueprint
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), r.pattern_json()))
+            .collect(),
+        identity,
+    })
+}
+
+/// One thing deploy created, updated or left alone.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    pub what: String,
+    pub outcome: Outcome,
+}
+
+/// What deploy did, and where the agent now runs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub changes: Vec<Change>,
+    pub bus_arn: String,
+    pub table: String,
+    pub instances: Vec<Instance>,
+}
+
+impl Report {
+    pub fn changed(&self) -> bool {
+        self.changes.iter().any(|c| c.outcome != Outcome::Unchanged)
+    }
+}
+
+/// Carry out the plan.
+pub async fn deploy(
+    access: &Access,
+    config: &Config,
+    blueprint: &Blueprint,
+    plan: &Plan,
+    zips: &Zips,
+    waiting: Waiting,
+    progress: &dyn Progress,
+) -> Result<Report, DeployError> {
+    let mut changes = Vec::new();
+    let artifacts = plan.artifacts.artifacts();
+    let org_id = &plan.identity.organization_id;
+
+    // 1. Buckets and code, one bucket per region.
+    progress.start("artifact buckets", plan.regions.len() as u64);
+    for region in &plan.regions {
+        let sdk = in_region(&access.deployer, region);
+        let client = s3(&sdk);
+        let bucket = artifact_bucket(&artifacts.bucket_prefix, region);
+        let tls_only = !sdk
+            .endpoint_url()
+            .is_some_and(|url| url.starts_with("http://"));
+        let outcome = ensure_bucket(&client, &bucket, region, org_id, tls_only).await?;
+        changes.push(Change {
+            what: format!("bucket {bucket}"),
+            outcome,
+        });
+        let mut uploads = vec![("agent", &artifacts.agent_key, &zips.agent)];
+        if region == &plan.audit_region {
+            uploads.push(("aggregator", &artifacts.aggregator_key, &zips.aggregator));
+        }
+        for (what, key, zip) in uploads {
+            let outcome = upload(&client, &bucket, key, zip).await?;
+            changes.push(Change {
+                what: format!("{what} code s3://{bucket}/{key}"),
+                outcome,
+            });
+        }
+        progress.advance(region);
+    }
+    progress.finish(&summary(&changes));
+
+    // 2. The audit stack.
+    progress.start("audit stack", 1);
+    let audit_sdk = in_region(&access.audit, &plan.audit_region);
+    check_secret(&audit_sdk, config, plan).await?;
+    let place = Place {
+        account: plan.audit_account.clone(),
+        region: plan.audit_region.clone(),
+    };
+    let (outcome, audit) = ensure_stack(
+        &cloudformation(&audit_sdk),
+        &plan.audit_stack,
+        crate::render::AUDIT_TEMPLATE,
+        &audit_parameters(config, org_id, &artifacts),
+        &place,
+        waiting,
+    )
+    .await?;
+    changes.push(Change {
+        what: format!(
+            "audit stack {} ({} {})",
+            plan.audit_stack, plan.audit_account, plan.audit_region
+        ),
+        outcome,
+    });
+    let output = |key: &str| {
+        audit
+            .outputs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| DeployError::Aws {
+                operation: "cloudformation:DescribeStacks",
+                code: String::new(),
+                message: format!("the audit stack has no `{key}` output"),
+            })
+    };
+    let bus_arn = output("BusArn")?;
+    let table = output("TableName")?;
+    progress.advance(&plan.audit_stack);
+    progress.finish(&outcome.to_string());
+
+    // 3. The StackSet and its instances.
+    progress.start("StackSet", 2);
+    let params = agent_parameters(config, blueprint, &bus_arn, &artifacts);
+    let home = in_region(&access.deployer, &plan.audit_region);
+    let cf = cloudformation(&home);
+    let spec = StackSetSpec {
+        name: &plan.stack_set,
+        template: &blueprint.agent_template,
+        params: &params,
+        caller: plan.identity.caller,
+        target_ous: &plan.target_ous,
+        regions: &plan.regions,
+    };
+    let outcome = ensure_stack_set(&cf, &spec, waiting).await?;
+    changes.push(Change {
+        what: format!("StackSet {}", plan.stack_set),
+        outcome,
+    });
+    progress.advance("definition");
+    let account_ids: Vec<String> = plan.accounts.iter().map(|a| a.id.clone()).collect();
+    let outcome = ensure_instances(&cf, &spec, &account_ids, waiting).await?;
+    changes.push(Change {
+        what: format!(
+            "StackSet instances ({} accounts x {} regions)",
+            account_ids.len(),
+            plan.regions.len()
+        ),
+        outcome,
+    });
+    progress.advance("instances");
+    progress.finish(&outcome.to_string());
+
+    // 4. The management account, which StackSets skip.
+    if let Some(management) = &access.management {
+        progress.start("management account stacks", plan.regions.len() as u64);
+        let mut tasks = tokio::task::JoinSet::new();
+        for region in &plan.regions {
+            let client = cloudformation(&in_region(management, region));
+            let stack = blueprint.agent_stack();
+            let template = blueprint.agent_template.clone();
+            let params = params.clone();
+            let place = Place {
+                account: plan.identity.management_account.clone(),
+                region: region.clone(),
+            };
+            tasks.spawn(async move {
+                let result =
+                    ensure_stack(&client, &stack, &template, &params, &place, waiting).await;
+                (place, result.map(|(outcome, _)| outcome))
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (place, outcome) = joined.map_err(|e| DeployError::Aws {
+                operation: "cloudformation:CreateStack",
+                code: String::new(),
+                message: format!("a deploy task stopped: {e}"),
+            })?;
+            changes.push(Change {
+                what: format!(
+                    "agent stack {} ({} {})",
+                    blueprint.agent_stack(),
+                    place.account,
+                    place.region
+                ),
+                outcome: outcome?,
+            });
+            progress.advance(&place.region);
+        }
+        progress.finish("done");
+    } else {
+        progress.note(
+            "running as a delegated administrator without --management-profile: the management account's own stacks were not deployed, so its activity is not watched",
+        );
+    }
+    let instances = instances(&cf, &plan.stack_set, plan.identity.caller).await?;
+    Ok(Report {
+        changes,
+        bus_arn,
+        table,
+        instances,
+    })
+}
+
+fn summary(changes: &[Change]) -> String {
+    let changed = changes
+        .iter()
+        .filter(|c| c.outcome != Outcome::Unchanged)
+        .count();
+    if changed == 0 {
+        "unchanged".to_owned()
+    } else {
+        format!("{changed} changed")
+    }
+}
+
+/// The audit stack needs the Slack secret to exist; say how to make it.
+async fn check_secret(sdk: &SdkConfig, config: &Config, plan: &Plan) -> Result<(), DeployError> {
+    let name = &config.slack.secret_name;
+    match aws_sdk_secretsmanager::Client::new(sdk)
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if code_of(&e) == Some("ResourceNotFoundException") => {
+            Err(DeployError::MissingSecret {
+                name: name.clone(),
+                account: plan.audit_account.clone(),
+                region: plan.audit_region.clone(),
+            })
+        }
+        Err(e) => Err(aws("secretsmanager:DescribeSecret", e)),
+    }
+}

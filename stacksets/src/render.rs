@@ -1,0 +1,265 @@
+//! The templates, embedded, and everything pure about a deployment: the
+//! agent template with its generated rules, stack parameters, names, and the
+//! content-addressed artifact keys.
+
+use std::fmt::Write as _;
+
+use glasswatch_core::config::{Config, LambdaArchitecture};
+use glasswatch_core::patterns::{PatternError, RulePattern, event_patterns};
+use sha2::{Digest, Sha256};
+
+/// The agent template as written; [`agent_template`] adds the rules.
+pub const AGENT_TEMPLATE: &str = include_str!("../templates/agent.yaml");
+/// The audit stack's template.
+pub const AUDIT_TEMPLATE: &str = include_str!("../templates/audit.yaml");
+
+/// Where the generated rules go in [`AGENT_TEMPLATE`].
+const RULES_MARKER: &str = "  # glasswatch:rules\n";
+
+/// CloudFormation's limit for a template passed in the request body.
+pub const MAX_TEMPLATE_BODY: usize = 51_200;
+
+/// The agent template with one rule (and one invoke permission) per
+/// generated event pattern.
+pub fn agent_template(rules: &[RulePattern]) -> String {
+    let mut generated = String::new();
+    for rule in rules {
+        let logical = logical_id(&rule.id);
+        // JSON is YAML's flow style, so the pattern goes in as it is.
+        let _ = write!(
+            generated,
+            "  Rule{logical}:
+    Type: AWS::Events::Rule
+    Properties:
+      Name: !Sub \"${{NamePrefix}}-{id}\"
+      Description: Glasswatch watch-list events ({id}) to the agent.
+      EventBusName: default
+      State: ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS
+      EventPattern: {pattern}
+      Targets:
+        - Id: agent
+          Arn: !GetAtt AgentFunction.Arn
+          DeadLetterConfig:
+            Arn: !GetAtt AgentDeadLetterQueue.Arn
+          RetryPolicy:
+            MaximumEventAgeInSeconds: 86400
+            MaximumRetryAttempts: 185
+
+  Rule{logical}Permission:
+    Type: AWS::Lambda::Permission
+    Properties:
+      FunctionName: !Ref AgentFunction
+      Action: lambda:InvokeFunction
+      Principal: events.amazonaws.com
+      SourceArn: !GetAtt Rule{logical}.Arn
+
+",
+            id = rule.id,
+            pattern = rule.pattern_json(),
+        );
+    }
+    AGENT_TEMPLATE.replacen(RULES_MARKER, &generated, 1)
+}
+
+/// `assume-role-2` → `AssumeRole2`: a CloudFormation logical id.
+fn logical_id(id: &str) -> String {
+    id.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// What a deployment is made of, derived from the configuration alone.
+#[derive(Debug, Clone)]
+pub struct Blueprint {
+    pub name_prefix: String,
+    pub rules: Vec<RulePattern>,
+    pub agent_template: String,
+    pub watch_json: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlueprintError {
+    #[error("the watch list does not compile: {0}")]
+    Watch(String),
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error(
+        "the agent template with its {rules} generated rules is {size} bytes, over CloudFormation's {MAX_TEMPLATE_BODY}; shorten the watch list (fewer or wildcard entries)"
+    )]
+    TooLarge { rules: usize, size: usize },
+}
+
+impl Blueprint {
+    pub fn of(config: &Config) -> Result<Self, BlueprintError> {
+        let watch = config
+            .watch_list()
+            .map_err(|errors| BlueprintError::Watch(format!("{errors:?}")))?;
+        let rules = event_patterns(&watch)?;
+        let agent_template = agent_template(&rules);
+        if agent_template.len() > MAX_TEMPLATE_BODY {
+            return Err(BlueprintError::TooLarge {
+                rules: rules.len(),
+                size: agent_template.len(),
+            });
+        }
+        Ok(Self {
+            name_prefix: config.deploy.name_prefix.clone(),
+            watch_json: config.watch.to_env_json(&config.deploy.name_prefix),
+            rules,
+            agent_template,
+        })
+    }
+
+    /// The audit stack, in the audit account and region.
+    pub fn audit_stack(&self) -> String {
+        format!("{}-audit", self.name_prefix)
+    }
+
+    /// The StackSet, and the management account's plain stacks.
+    pub fn agent_stack(&self) -> String {
+        format!("{}-agent", self.name_prefix)
+    }
+
+    /// Artifact buckets are `<prefix>-<region>`, in the deploying account.
+    pub fn artifact_bucket_prefix(&self, deployer_account: &str) -> String {
+        format!("{}-artifacts-{deployer_account}", self.name_prefix)
+    }
+}
+
+/// The artifact bucket of one region.
+pub fn artifact_bucket(bucket_prefix: &str, region: &str) -> String {
+    format!("{bucket_prefix}-{region}")
+}
+
+/// The content-addressed key of a Lambda zip: a changed zip is a new key,
+/// which is what rolls new code out through the StackSet.
+pub fn artifact_key(function: &str, zip: &[u8]) -> String {
+    let digest = Sha256::digest(zip);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    format!("{function}/{hex}.zip")
+}
+
+pub fn architecture_name(arch: LambdaArchitecture) -> &'static str {
+    match arch {
+        LambdaArchitecture::Arm64 => "arm64",
+        LambdaArchitecture::X86_64 => "x86_64",
+    }
+}
+
+/// An EventBridge schedule for every `minutes`.
+pub fn every_minutes(minutes: u32) -> String {
+    if minutes == 1 {
+        "rate(1 minute)".to_owned()
+    } else {
+        format!("rate({minutes} minutes)")
+    }
+}
+
+/// Stack parameters, sorted by key so that equal sets compare equal.
+pub type Parameters = Vec<(String, String)>;
+
+fn sorted(mut params: Parameters) -> Parameters {
+    params.sort();
+    params
+}
+
+/// Where the code of both functions lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifacts {
+    pub bucket_prefix: String,
+    pub agent_key: String,
+    pub aggregator_key: String,
+}
+
+pub fn audit_parameters(
+    config: &Config,
+    organization_id: &str,
+    artifacts: &Artifacts,
+) -> Parameters {
+    let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    sorted(vec![
+        p("NamePrefix", &config.deploy.name_prefix),
+        p("OrganizationId", organization_id),
+        p("ArtifactBucketPrefix", &artifacts.bucket_prefix),
+        p("AggregatorCodeKey", &artifacts.aggregator_key),
+        p(
+            "LambdaArchitecture",
+            architecture_name(config.deploy.lambda_architecture),
+        ),
+        p(
+            "SlackMode",
+            match config.slack.mode {
+                glasswatch_core::config::SlackMode::Bot => "bot",
+                glasswatch_core::config::SlackMode::Webhook => "webhook",
+            },
+        ),
+        p("SlackSecretName", &config.slack.secret_name),
+        p("SlackChannel", &config.slack.channel),
+        p("QuietMinutes", &config.session.quiet_minutes.to_string()),
+        p("RetentionDays", &config.store.retention_days.to_string()),
+        p(
+            "HeartbeatMinutes",
+            &config.deploy.heartbeat_minutes.to_string(),
+        ),
+    ])
+}
+
+pub fn agent_parameters(
+    config: &Config,
+    blueprint: &Blueprint,
+    bus_arn: &str,
+    artifacts: &Artifacts,
+) -> Parameters {
+    let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    sorted(vec![
+        p("NamePrefix", &blueprint.name_prefix),
+        p("CentralBusArn", bus_arn),
+        p("WatchJson", &blueprint.watch_json),
+        p("ArtifactBucketPrefix", &artifacts.bucket_prefix),
+        p("AgentCodeKey", &artifacts.agent_key),
+        p(
+            "LambdaArchitecture",
+            architecture_name(config.deploy.lambda_architecture),
+        ),
+        p(
+            "HeartbeatRate",
+            &every_minutes(config.deploy.heartbeat_minutes),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logical_ids_are_alphanumeric_camel_case() {
+        assert_eq!(logical_id("assume-role"), "AssumeRole");
+        assert_eq!(logical_id("activity-2"), "Activity2");
+        assert_eq!(logical_id("sign_in"), "SignIn");
+    }
+
+    #[test]
+    fn artifact_keys_follow_the_content() {
+        let a = artifact_key("agent", b"one");
+        assert_eq!(a, artifact_key("agent", b"one"));
+        assert_ne!(a, artifact_key("agent", b"two"));
+        assert!(a.starts_with("agent/") && a.ends_with(".zip") && a.len() == 6 + 64 + 4);
+    }
+
+    #[test]
+    fn schedules_say_minute_for_one() {
+        assert_eq!(every_minutes(1), "rate(1 minute)");
+        assert_eq!(every_minutes(15), "rate(15 minutes)");
+    }
+}
