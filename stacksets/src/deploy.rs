@@ -34,7 +34,14 @@ pub struct Identity {
 /// missing organization or missing delegated administration.
 pub async fn identify(sdk: &SdkConfig) -> Result<Identity, DeployError> {
     let account = caller_account(sdk).await?;
-    let orgs = aws_sdk_organizations::Client::new(sdk);
+    identify_account(&aws_sdk_organizations::Client::new(sdk), account).await
+}
+
+/// [`identify`] for a known caller account.
+pub async fn identify_account(
+    orgs: &aws_sdk_organizations::Client,
+    account: String,
+) -> Result<Identity, DeployError> {
     let org = orgs
         .describe_organization()
         .send()
@@ -262,12 +269,13 @@ impl PlanArtifacts {
     }
 }
 
-/// Resolve the plan with reads only; `--dry-run` prints it.
+/// Resolve the plan with reads only; `--dry-run` prints it. Without zips
+/// (a dry run that builds nothing) the code keys are placeholders.
 pub async fn plan(
     access: &Access,
     config: &Config,
     blueprint: &Blueprint,
-    zips: &Zips,
+    zips: Option<&Zips>,
     progress: &dyn Progress,
 ) -> Result<Plan, DeployError> {
     let identity = identify(&access.deployer).await?;
@@ -325,8 +333,14 @@ pub async fn plan(
         buckets,
         artifacts: PlanArtifacts {
             bucket_prefix,
-            agent_key: artifact_key("agent", &zips.agent),
-            aggregator_key: artifact_key("aggregator", &zips.aggregator),
+            agent_key: zips.map_or_else(
+                || "agent/<sha256 of the zip>.zip".to_owned(),
+                |z| artifact_key("agent", &z.agent),
+            ),
+            aggregator_key: zips.map_or_else(
+                || "aggregator/<sha256 of the zip>.zip".to_owned(),
+                |z| artifact_key("aggregator", &z.aggregator),
+            ),
         },
         audit_stack: blueprint.audit_stack(),
         audit_account: org.audit_account.clone(),

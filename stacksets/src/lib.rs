@@ -11,7 +11,8 @@
 //! - `aws`: per-region clients, `AssumeRole`, progress reporting;
 //! - `buckets`: the per-region artifact buckets;
 //! - `stacks`: plain stacks and the StackSet, compare-then-write;
-//! - `deploy`, `destroy`: the two operations, step by step.
+//! - `deploy`, `destroy`: the two operations, step by step;
+//! - `status`: pure; coverage rows, account × region, with their gaps.
 
 pub mod aws;
 pub mod buckets;
@@ -20,5 +21,6 @@ pub mod destroy;
 pub mod error;
 pub mod render;
 pub mod stacks;
+pub mod status;
 
 pub use error::DeployError;

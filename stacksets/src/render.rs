@@ -257,6 +257,47 @@ mod tests {
         assert!(a.starts_with("agent/") && a.ends_with(".zip") && a.len() == 6 + 64 + 4);
     }
 
+    fn demo_config() -> Config {
+        let text = include_str!("../../glasswatch.toml");
+        Config::parse(text, "glasswatch.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn every_generated_rule_lands_in_the_agent_template_with_its_permission() {
+        let blueprint = Blueprint::of(&demo_config()).unwrap_or_else(|e| panic!("{e}"));
+        let t = &blueprint.agent_template;
+        assert!(!blueprint.rules.is_empty());
+        assert!(!t.contains("glasswatch:rules"), "the marker is replaced");
+        assert_eq!(
+            t.matches("State: ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+                .count(),
+            blueprint.rules.len()
+        );
+        for rule in &blueprint.rules {
+            assert!(t.contains(&format!("EventPattern: {}", rule.pattern_json())));
+            assert!(t.contains(&format!("Name: !Sub \"${{NamePrefix}}-{}\"", rule.id)));
+            let logical = logical_id(&rule.id);
+            assert!(t.contains(&format!("SourceArn: !GetAtt Rule{logical}.Arn")));
+        }
+    }
+
+    #[test]
+    fn only_the_organization_may_put_events_on_the_central_bus() {
+        let config = demo_config();
+        assert!(AUDIT_TEMPLATE.contains("aws:PrincipalOrgID: !Ref OrganizationId"));
+        let artifacts = Artifacts {
+            bucket_prefix: "b".into(),
+            agent_key: "a".into(),
+            aggregator_key: "g".into(),
+        };
+        let params = audit_parameters(&config, "o-abcdefghij", &artifacts);
+        assert!(params.contains(&("OrganizationId".into(), "o-abcdefghij".into())));
+        assert!(
+            !params.iter().any(|(_, v)| v.contains("xoxb")),
+            "the Slack secret is referenced by name"
+        );
+    }
+
     #[test]
     fn schedules_say_minute_for_one() {
         assert_eq!(every_minutes(1), "rate(1 minute)");

@@ -46,7 +46,7 @@ pub struct Place {
     pub region: String,
 }
 
-fn parameters(params: &Parameters) -> Vec<Parameter> {
+fn parameters(params: &[(String, String)]) -> Vec<Parameter> {
     params
         .iter()
         .map(|(k, v)| {
@@ -60,7 +60,7 @@ fn parameters(params: &Parameters) -> Vec<Parameter> {
 
 /// Whether the deployed parameters hold every wanted value. CloudFormation
 /// also reports parameters left at their defaults, which deploy never sets.
-fn holds(deployed: &Parameters, wanted: &Parameters) -> bool {
+fn holds(deployed: &[(String, String)], wanted: &[(String, String)]) -> bool {
     wanted.iter().all(|w| deployed.contains(w))
 }
 
@@ -335,7 +335,7 @@ impl Caller {
 pub struct StackSetSpec<'a> {
     pub name: &'a str,
     pub template: &'a str,
-    pub params: &'a Parameters,
+    pub params: &'a [(String, String)],
     pub caller: Caller,
     pub target_ous: &'a [String],
     pub regions: &'a [String],

@@ -102,7 +102,14 @@ async fn bed() -> Result<Bed> {
 }
 
 async fn run(bed: &Bed) -> Result<(Plan, glasswatch_stacksets::deploy::Report)> {
-    let plan = plan(&bed.access, &bed.config, &bed.blueprint, &bed.zips, &Silent).await?;
+    let plan = plan(
+        &bed.access,
+        &bed.config,
+        &bed.blueprint,
+        Some(&bed.zips),
+        &Silent,
+    )
+    .await?;
     let report = deploy(
         &bed.access,
         &bed.config,
@@ -356,7 +363,14 @@ async fn deploy_covers_every_account_and_region_and_a_second_run_changes_nothing
 async fn a_missing_slack_secret_stops_deploy_with_the_command_to_create_it() -> Result<()> {
     let mut bed = bed().await?;
     bed.config.slack.secret_name = "glasswatch/absent".into();
-    let plan = plan(&bed.access, &bed.config, &bed.blueprint, &bed.zips, &Silent).await?;
+    let plan = plan(
+        &bed.access,
+        &bed.config,
+        &bed.blueprint,
+        Some(&bed.zips),
+        &Silent,
+    )
+    .await?;
     let error = deploy(
         &bed.access,
         &bed.config,
@@ -384,5 +398,38 @@ async fn a_caller_outside_the_organization_is_told_what_to_do() -> Result<()> {
         .context("an account without an organization cannot deploy")?;
     let text = error.to_string();
     assert!(text.contains("create-organization"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dry_run_resolves_the_plan_and_writes_nothing() -> Result<()> {
+    let bed = bed().await?;
+    let plan = plan(&bed.access, &bed.config, &bed.blueprint, None, &Silent).await?;
+    assert_eq!(plan.accounts.len(), 4);
+    assert_eq!(plan.rules.len(), bed.blueprint.rules.len());
+    assert!(
+        plan.artifacts.agent_key.contains("sha256"),
+        "no zip, no key yet"
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&bed.org.management_config)
+            .force_path_style(true)
+            .build(),
+    );
+    let buckets = s3.list_buckets().send().await?;
+    for planned in &plan.buckets {
+        assert!(
+            !buckets
+                .buckets()
+                .iter()
+                .any(|b| b.name() == Some(planned.as_str())),
+            "{planned} was created by a dry run"
+        );
+    }
+    let stack_sets = aws_sdk_cloudformation::Client::new(&bed.org.management_config)
+        .list_stack_sets()
+        .send()
+        .await?;
+    assert!(stack_sets.summaries().is_empty());
     Ok(())
 }

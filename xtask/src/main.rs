@@ -6,6 +6,8 @@
 //!
 //! Layout:
 //! - `replay`: recorded events through the detector;
+//! - `deploy`: deploy, destroy and status around `glasswatch-stacksets`;
+//! - `lambda`: the Lambda zips, built with cargo-lambda;
 //! - `test`: the one test command (tools into `target/py`, moto, fmt,
 //!   clippy, every test);
 //! - `python`: the virtualenv under `target/py` with pinned tools;
@@ -16,6 +18,8 @@
 //!   EventBridge on a tiny `std` HTTP/1.1 server, for `bench`.
 
 mod bench;
+mod deploy;
+mod lambda;
 mod moto;
 mod python;
 mod replay;
@@ -44,12 +48,16 @@ enum Command {
     Replay(replay::Args),
     /// Run every check: fmt, clippy, unit, property and moto-backed tests.
     Test(test::Args),
-    /// Deploy to an organization (not built yet).
-    Deploy,
-    /// Remove a deployment (not built yet).
-    Destroy,
-    /// Coverage of accounts and regions (not built yet).
-    Status,
+    /// Deploy to every account and region of the organization: artifact
+    /// buckets, the audit stack, the agent StackSet, the management
+    /// account's stacks.
+    Deploy(deploy::DeployArgs),
+    /// Remove a deployment; the audit table is kept unless
+    /// --delete-audit-data.
+    Destroy(deploy::DestroyArgs),
+    /// Coverage of every account x region: stack, last heartbeat, trail.
+    /// Exits 1 when there is a gap.
+    Status(deploy::StatusArgs),
     /// Query the audit store (not built yet).
     Audit,
     /// The whole pipeline on local emulated AWS (not built yet).
@@ -65,7 +73,10 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Deploy | Command::Destroy | Command::Status | Command::Audit | Command::Demo => {
+        Command::Deploy(args) => deploy::run_deploy(&args),
+        Command::Destroy(args) => deploy::run_destroy(&args),
+        Command::Status(args) => deploy::run_status(&args),
+        Command::Audit | Command::Demo => {
             eprintln!(
                 "error: `{}` is not built yet in this version of Glasswatch; see the open issues",
                 format!("{:?}", cli.command).to_lowercase()

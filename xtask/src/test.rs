@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::moto::Moto;
 use crate::python::{self, Venv, workspace_root};
@@ -101,38 +101,50 @@ fn ensure_rust_components() -> Result<()> {
     Ok(())
 }
 
-/// cfn-lint and checkov over every template in `stacksets/templates`.
+/// cfn-lint and checkov over every template in `stacksets/templates`, and
+/// over the agent template as deploy renders it from `glasswatch.toml`
+/// (with its generated rules).
 fn lint_templates(venv: &Venv) -> Result<()> {
     let dir = workspace_root().join("stacksets/templates");
-    let templates: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    if templates.is_empty() {
-        eprintln!(
-            "==> no CloudFormation templates yet under stacksets/templates; cfn-lint and checkov have nothing to check"
-        );
-        return Ok(());
-    }
-    eprintln!("==> cfn-lint and checkov on {} templates", templates.len());
+    let rendered_dir = crate::python::target_dir().join("rendered-templates");
+    std::fs::create_dir_all(&rendered_dir)
+        .with_context(|| format!("cannot create {}", rendered_dir.display()))?;
+    let config = crate::replay::load_config(&workspace_root().join("glasswatch.toml"))?;
+    let blueprint = glasswatch_stacksets::render::Blueprint::of(&config)
+        .map_err(|e| anyhow::anyhow!("glasswatch.toml: {e}"))?;
+    let rendered = rendered_dir.join("agent-rendered.yaml");
+    std::fs::write(&rendered, &blueprint.agent_template)
+        .with_context(|| format!("cannot write {}", rendered.display()))?;
+    let mut templates: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    templates.sort();
+    templates.push(rendered);
+    eprintln!(
+        "==> cfn-lint and checkov on {} templates (one rendered with {} rules)",
+        templates.len(),
+        blueprint.rules.len()
+    );
     run_command(
         Command::new(venv.bin("cfn-lint")).args(&templates),
         "pass cfn-lint",
     )?;
-    run_command(
-        Command::new(venv.bin("checkov"))
-            .args([
-                "--quiet",
-                "--compact",
-                "--skip-download",
-                "--framework",
-                "cloudformation",
-                "-d",
-            ])
-            .arg(&dir),
-        "pass checkov",
-    )
+    for dir in [&dir, &rendered_dir] {
+        run_command(
+            Command::new(venv.bin("checkov"))
+                .args([
+                    "--quiet",
+                    "--compact",
+                    "--skip-download",
+                    "--framework",
+                    "cloudformation",
+                    "-d",
+                ])
+                .arg(dir),
+            "pass checkov",
+        )?;
+    }
+    Ok(())
 }
