@@ -378,6 +378,26 @@ impl Report {
     }
 }
 
+/// Choices the caller makes about a deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub waiting: Waiting,
+    /// Let the audit account call `organizations:ListAccounts` through the
+    /// organization's resource policy (the aggregator checks senders'
+    /// membership with it). Off only against emulators without
+    /// Organizations resource policies (moto).
+    pub delegate_list_accounts: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            waiting: Waiting::default(),
+            delegate_list_accounts: true,
+        }
+    }
+}
+
 /// Carry out the plan.
 pub async fn deploy(
     access: &Access,
@@ -385,9 +405,10 @@ pub async fn deploy(
     blueprint: &Blueprint,
     plan: &Plan,
     zips: &Zips,
-    waiting: Waiting,
+    options: Options,
     progress: &dyn Progress,
 ) -> Result<Report, DeployError> {
+    let waiting = options.waiting;
     let mut changes = Vec::new();
     let artifacts = plan.artifacts.artifacts();
     let org_id = &plan.identity.organization_id;
@@ -461,6 +482,32 @@ pub async fn deploy(
     let table = output("TableName")?;
     progress.advance(&plan.audit_stack);
     progress.finish(&outcome.to_string());
+
+    // The aggregator reads the organization's accounts from the audit
+    // account; only the management account can delegate that.
+    if options.delegate_list_accounts {
+        match plan.identity.caller {
+            Caller::Management => {
+                let outcome = ensure_list_accounts_delegation(
+                    &aws_sdk_organizations::Client::new(&access.deployer),
+                    &plan.audit_account,
+                    &plan.audit_region,
+                )
+                .await?;
+                changes.push(Change {
+                    what: format!(
+                        "organization resource policy: {} may list accounts",
+                        plan.audit_account
+                    ),
+                    outcome,
+                });
+            }
+            Caller::DelegatedAdmin => progress.note(&format!(
+                "the aggregator in {} needs organizations:ListAccounts; from the management account, add a statement allowing it to the organization's resource policy (`aws organizations put-resource-policy`), see the README",
+                plan.audit_account
+            )),
+        }
+    }
 
     // 3. The StackSet and its instances.
     progress.start("StackSet", 2);
@@ -575,5 +622,114 @@ async fn check_secret(sdk: &SdkConfig, config: &Config, plan: &Plan) -> Result<(
             })
         }
         Err(e) => Err(aws("secretsmanager:DescribeSecret", e)),
+    }
+}
+
+/// The statement id deploy owns in the organization's resource policy.
+pub const DELEGATION_SID: &str = "GlasswatchAuditListAccounts";
+
+/// The organization's resource policy with Glasswatch's statement in it,
+/// or `None` when it is already there. Other statements are kept as they
+/// are.
+pub fn delegation_policy(
+    existing: Option<&str>,
+    audit_account: &str,
+    region: &str,
+) -> Result<Option<String>, String> {
+    let statement = serde_json::json!({
+        "Sid": DELEGATION_SID,
+        "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:{}:iam::{audit_account}:root", crate::aws::partition(region))},
+        "Action": "organizations:ListAccounts",
+        "Resource": "*"
+    });
+    let mut policy: serde_json::Value = match existing {
+        Some(text) if !text.trim().is_empty() => serde_json::from_str(text)
+            .map_err(|e| format!("the organization's resource policy is not JSON: {e}"))?,
+        _ => serde_json::json!({"Version": "2012-10-17", "Statement": []}),
+    };
+    let statements = match policy.get_mut("Statement") {
+        Some(serde_json::Value::Array(list)) => list,
+        Some(single @ serde_json::Value::Object(_)) => {
+            *single = serde_json::Value::Array(vec![single.take()]);
+            single.as_array_mut().ok_or("unreachable")?
+        }
+        _ => return Err("the organization's resource policy has no Statement list".into()),
+    };
+    if statements.iter().any(|s| s == &statement) {
+        return Ok(None);
+    }
+    statements.retain(|s| s.get("Sid").and_then(|v| v.as_str()) != Some(DELEGATION_SID));
+    statements.push(statement);
+    Ok(Some(policy.to_string()))
+}
+
+async fn ensure_list_accounts_delegation(
+    orgs: &aws_sdk_organizations::Client,
+    audit_account: &str,
+    region: &str,
+) -> Result<Outcome, DeployError> {
+    let existing = match orgs.describe_resource_policy().send().await {
+        Ok(out) => out.resource_policy.and_then(|p| p.content),
+        Err(e) if code_of(&e) == Some("ResourcePolicyNotFoundException") => None,
+        Err(e) => return Err(aws("organizations:DescribeResourcePolicy", e)),
+    };
+    let Some(policy) = delegation_policy(existing.as_deref(), audit_account, region)
+        .map_err(DeployError::ConfigMismatch)?
+    else {
+        return Ok(Outcome::Unchanged);
+    };
+    orgs.put_resource_policy()
+        .content(policy)
+        .send()
+        .await
+        .map_err(|e| aws("organizations:PutResourcePolicy", e))?;
+    Ok(if existing.is_some() {
+        Outcome::Updated
+    } else {
+        Outcome::Created
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delegation_joins_other_statements_once() {
+        let other = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Other","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"organizations:DescribeOrganization","Resource":"*"}]}"#;
+        let policy = delegation_policy(Some(other), "310987654321", "eu-west-1")
+            .unwrap_or_default()
+            .unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(&policy).unwrap_or_default();
+        let statements = value["Statement"].as_array().cloned().unwrap_or_default();
+        assert_eq!(statements.len(), 2);
+        assert_eq!(statements[0]["Sid"], "Other");
+        assert_eq!(statements[1]["Action"], "organizations:ListAccounts");
+        assert_eq!(
+            statements[1]["Principal"]["AWS"],
+            "arn:aws:iam::310987654321:root"
+        );
+        assert_eq!(
+            delegation_policy(Some(&policy), "310987654321", "eu-west-1"),
+            Ok(None),
+            "already there: nothing to write"
+        );
+        let moved = delegation_policy(Some(&policy), "999999999999", "eu-west-1")
+            .unwrap_or_default()
+            .unwrap_or_default();
+        assert_eq!(
+            moved.matches(DELEGATION_SID).count(),
+            1,
+            "replaced, not added"
+        );
+    }
+
+    #[test]
+    fn no_policy_yet_makes_one() {
+        let policy = delegation_policy(None, "310987654321", "us-east-1")
+            .unwrap_or_default()
+            .unwrap_or_default();
+        assert!(policy.contains("organizations:ListAccounts"));
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use glasswatch_core::Config;
 use glasswatch_stacksets::aws::{Silent, Waiting, assume_role, in_region};
-use glasswatch_stacksets::deploy::{Access, Plan, Zips, deploy, plan};
+use glasswatch_stacksets::deploy::{Access, Options, Plan, Zips, deploy, plan};
 use glasswatch_stacksets::render::Blueprint;
 use glasswatch_stacksets::stacks::Outcome;
 use serde_json::Value;
@@ -54,9 +54,14 @@ heartbeat_minutes = 15
     Config::parse(&text, "deploy-test.toml").map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-const FAST: Waiting = Waiting {
-    poll: Duration::from_millis(20),
-    timeout: Duration::from_secs(120),
+/// moto has no Organizations resource policies; their request is
+/// checked in `deploy.rs`'s unit tests.
+const OPTIONS: Options = Options {
+    waiting: Waiting {
+        poll: Duration::from_millis(20),
+        timeout: Duration::from_secs(120),
+    },
+    delegate_list_accounts: false,
 };
 
 struct Bed {
@@ -116,7 +121,7 @@ async fn run(bed: &Bed) -> Result<(Plan, glasswatch_stacksets::deploy::Report)> 
         &bed.blueprint,
         &plan,
         &bed.zips,
-        FAST,
+        OPTIONS,
         &Silent,
     )
     .await?;
@@ -377,7 +382,7 @@ async fn a_missing_slack_secret_stops_deploy_with_the_command_to_create_it() -> 
         &bed.blueprint,
         &plan,
         &bed.zips,
-        FAST,
+        OPTIONS,
         &Silent,
     )
     .await

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, SdkConfig};
 use glasswatch_core::Config;
 use glasswatch_stacksets::aws::{Progress, Waiting, assume_role, cloudformation, in_region};
-use glasswatch_stacksets::deploy::{self as stackset_deploy, Access, Plan, Report, Zips};
+use glasswatch_stacksets::deploy::{self as stackset_deploy, Access, Options, Plan, Report, Zips};
 use glasswatch_stacksets::render::Blueprint;
 use glasswatch_stacksets::stacks::{Caller, Outcome, describe, instances};
 use glasswatch_stacksets::status::{Observed, Row, rows};
@@ -221,7 +221,7 @@ pub fn run_deploy(args: &DeployArgs) -> Result<ExitCode> {
             zips.as_ref(),
             args.dry_run,
             args.yes,
-            Waiting::default(),
+            Options::default(),
         )
         .await
     })
@@ -233,7 +233,7 @@ pub async fn deploy_with(
     zips: Option<&Zips>,
     dry_run: bool,
     yes: bool,
-    waiting: Waiting,
+    options: Options,
 ) -> Result<ExitCode> {
     let bars = Bars::default();
     let plan = stackset_deploy::plan(&ctx.access, &ctx.config, &ctx.blueprint, zips, &bars)
@@ -259,7 +259,7 @@ pub async fn deploy_with(
         &ctx.blueprint,
         &plan,
         zips,
-        waiting,
+        options,
         &bars,
     )
     .await
