@@ -43,8 +43,9 @@ const AGGREGATOR_BIN: &str = "glasswatch-aggregator";
 const TICK_EVERY: usize = 100;
 /// SQS hands at most this many messages to one invocation.
 const BATCH: usize = 10;
-/// The regions a member account's agents send heartbeats from.
-const REGIONS: [&str; 17] = [
+/// The 17 regions a member account's agents run in (heartbeats here, log
+/// files in the replay set).
+pub const REGIONS: [&str; 17] = [
     "us-east-1",
     "us-east-2",
     "us-west-1",

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::aggregator::{Spec, generate, rfc3339};
+use super::lambda::REGIONS;
 use super::{Better, Figure, MIB, Target, median, vm_hwm_bytes};
 use crate::python::{target_dir, workspace_root};
 
@@ -83,25 +84,6 @@ pub fn set_dir(bytes: u64) -> PathBuf {
 }
 
 const ACCOUNTS: u64 = 20;
-const REGIONS: [&str; 17] = [
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-    "ca-central-1",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "eu-central-1",
-    "eu-north-1",
-    "ap-south-1",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "sa-east-1",
-];
 /// 2026-11-20T00:00:00Z.
 const DAY_START: i64 = 1_795_132_800;
 
