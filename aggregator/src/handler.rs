@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use glasswatch_core::correlate::Ingest;
 use glasswatch_core::coverage::{Change, Health, change, health};
 use glasswatch_core::notify::{SlackState, Step, WEBHOOK_ROOT, next_step};
@@ -109,6 +109,24 @@ pub struct Aggregator {
 
 fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
     v.get(name).and_then(Value::as_str)
+}
+
+/// The SQS event Lambda hands the aggregator for these `(message id, body)`
+/// pairs, as the event source mapping would. For tests, the bench and local
+/// runs.
+pub fn sqs_event(messages: impl IntoIterator<Item = (String, String)>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .into_iter()
+        .map(|(id, body)| {
+            let mut message = SqsMessage::default();
+            message.message_id = Some(id);
+            message.body = Some(body);
+            message.event_source = Some("aws:sqs".to_owned());
+            message
+        })
+        .collect();
+    event
 }
 
 impl Aggregator {

@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use glasswatch_aggregator::config::AggregatorConfig;
-use glasswatch_aggregator::handler::Aggregator;
+use glasswatch_aggregator::handler::{Aggregator, sqs_event};
 use glasswatch_aggregator::slack::SlackClient;
 use glasswatch_aggregator::store::create_table;
 use glasswatch_core::signal::{
-    HEARTBEAT_DETAIL_TYPE, SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, build_signal,
+    HEARTBEAT_DETAIL_TYPE, SIGNAL_DETAIL_TYPE, build_signal, bus_envelope,
 };
 use glasswatch_core::{Config, classify};
 use serde_json::{Value, json};
@@ -148,30 +148,24 @@ fn envelope(record: &Value, sender: Option<&str>) -> String {
     assert!(!detections.is_empty(), "{record}");
     let (signal, _) =
         build_signal(record, detections, "test", &parsed.account, &parsed.region).unwrap();
-    let mut env = json!({
-        "version": "0", "id": unique("env"), "detail-type": SIGNAL_DETAIL_TYPE,
-        "source": SIGNAL_SOURCE, "time": "2026-10-14T15:05:12Z", "region": "eu-west-1",
-        "resources": [], "detail": signal
-    });
-    if let Some(sender) = sender {
-        env["account"] = json!(sender);
-    }
-    env.to_string()
+    bus_envelope(
+        SIGNAL_DETAIL_TYPE,
+        serde_json::to_value(&signal).unwrap(),
+        &unique("env"),
+        sender,
+        "2026-10-14T15:05:12Z",
+        "eu-west-1",
+    )
+    .to_string()
 }
 
 fn batch(bodies: &[String]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, body)| {
-            let mut m = SqsMessage::default();
-            m.message_id = Some(format!("m{i}"));
-            m.body = Some(body.clone());
-            m
-        })
-        .collect();
-    event
+    sqs_event(
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| (format!("m{i}"), body.clone())),
+    )
 }
 
 fn deadline() -> Instant {
@@ -379,12 +373,15 @@ async fn coverage_alerts_once_when_heartbeats_stop_and_once_when_they_resume() {
     let bed = bed(200).await;
     let member = bed.member.clone();
     let heartbeat = |sent_at: &str| {
-        json!({
-            "version": "0", "id": unique("hb"), "detail-type": HEARTBEAT_DETAIL_TYPE,
-            "source": SIGNAL_SOURCE, "account": member, "region": "ap-south-1",
-            "detail": {"schema_version": 1, "account": member, "region": "ap-south-1",
-                "agent_version": "0.1.0", "sent_at": sent_at, "trail": "logging", "trails": ["org"]}
-        })
+        bus_envelope(
+            HEARTBEAT_DETAIL_TYPE,
+            json!({"schema_version": 1, "account": member, "region": "ap-south-1",
+                "agent_version": "0.1.0", "sent_at": sent_at, "trail": "logging", "trails": ["org"]}),
+            &unique("hb"),
+            Some(&member),
+            sent_at,
+            "ap-south-1",
+        )
         .to_string()
     };
     let agg = &bed.aggregator;

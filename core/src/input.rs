@@ -190,8 +190,228 @@ fn looks_like_log_file(head: &[u8]) -> bool {
     rest.starts_with(b"\"Records\"")
 }
 
-/// Stream a `{"Records":[...]}` file one element at a time.
-fn decode_log_file<R: BufRead>(reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
+/// Stream a `{"Records":[...]}` file one element at a time. The usual
+/// shape (`{"Records":[` first, as CloudTrail writes it) goes through
+/// [`scan_records`]; anything else through serde.
+fn decode_log_file<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
+    if let Some(header) = records_array_header(reader.fill_buf()?) {
+        reader.consume(header);
+        return scan_records(reader, each);
+    }
+    decode_log_file_serde(reader, each)
+}
+
+/// The length of `{"Records":[` (with any whitespace) at the start of
+/// `head`, if that is how it starts.
+fn records_array_header(head: &[u8]) -> Option<usize> {
+    let skip = |at: usize| {
+        at + head[at.min(head.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count()
+    };
+    let mut at = 0;
+    for token in [&b"{"[..], b"\"Records\"", b":", b"["] {
+        at = skip(at);
+        if !head[at.min(head.len())..].starts_with(token) {
+            return None;
+        }
+        at += token.len();
+    }
+    Some(at)
+}
+
+/// Where the scanner of a `Records` array is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// After `[` or `,`: a value comes (or, first, `]`).
+    Before { first: bool },
+    /// Inside a value.
+    Value {
+        depth: usize,
+        in_string: bool,
+        escape: bool,
+    },
+    /// After a value: `,` or `]` comes.
+    After,
+}
+
+/// The elements of a `Records` array whose `[` has been read, each handed
+/// over as its own bytes: a scanner finds where each ends (strings,
+/// escapes, nesting) without parsing it, so every record is parsed once,
+/// by its consumer. A broken element costs only itself; a stream that
+/// ends inside the array is [`InputError::Broken`]. What follows the
+/// array must close the object (other keys may come first).
+fn scan_records<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
+    let mut index = 0usize;
+    let mut state = Scan::Before { first: true };
+    // The part of an element that began in an earlier buffer.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut pending_len = 0usize;
+    let broken = |index: usize, message: &str| InputError::Broken {
+        position: Position::Index(index),
+        message: message.to_owned(),
+    };
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Err(broken(index, "the file ends inside the `Records` array"));
+        }
+        let mut i = 0;
+        let mut start = 0;
+        while i < buf.len() {
+            match state {
+                Scan::Before { first } => {
+                    let b = buf[i];
+                    if b.is_ascii_whitespace() {
+                        i += 1;
+                    } else if b == b']' && first {
+                        reader.consume(i + 1);
+                        return finish_records(reader, index);
+                    } else if b == b']' || b == b',' {
+                        return Err(broken(index, "a value is missing in the `Records` array"));
+                    } else {
+                        start = i;
+                        state = Scan::Value {
+                            depth: 0,
+                            in_string: false,
+                            escape: false,
+                        };
+                    }
+                }
+                Scan::Value {
+                    mut depth,
+                    mut in_string,
+                    mut escape,
+                } => {
+                    // Where the value ends: the index just past it.
+                    let mut end = None;
+                    while i < buf.len() {
+                        let b = buf[i];
+                        if in_string {
+                            if escape {
+                                escape = false;
+                                i += 1;
+                            } else if let Some(n) =
+                                buf[i..].iter().position(|&c| c == b'"' || c == b'\\')
+                            {
+                                i += n;
+                                if buf[i] == b'\\' {
+                                    escape = true;
+                                } else {
+                                    in_string = false;
+                                    if depth == 0 {
+                                        end = Some(i + 1);
+                                    }
+                                }
+                                i += 1;
+                            } else {
+                                i = buf.len();
+                            }
+                        } else {
+                            match b {
+                                b'"' => in_string = true,
+                                b'{' | b'[' => depth += 1,
+                                b'}' | b']' if depth > 0 => {
+                                    depth -= 1;
+                                    if depth == 0 {
+                                        end = Some(i + 1);
+                                    }
+                                }
+                                // A scalar ends where a separator starts.
+                                b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => {
+                                    end = Some(i);
+                                    break;
+                                }
+                                _ => {}
+                            }
+                            if end.is_none() {
+                                i += 1;
+                            }
+                        }
+                        if let Some(e) = end {
+                            i = e;
+                            break;
+                        }
+                    }
+                    match end {
+                        Some(e) => {
+                            let part = &buf[start..e];
+                            if pending_len == 0 {
+                                each(Position::Index(index), bounded(part));
+                            } else {
+                                pending_len += part.len();
+                                if pending_len <= MAX_RECORD_BYTES {
+                                    pending.extend_from_slice(part);
+                                    each(Position::Index(index), bounded(&pending));
+                                } else {
+                                    each(
+                                        Position::Index(index),
+                                        Err(RecordError::TooLarge(pending_len)),
+                                    );
+                                }
+                                pending.clear();
+                                pending_len = 0;
+                            }
+                            index += 1;
+                            state = Scan::After;
+                        }
+                        None => {
+                            state = Scan::Value {
+                                depth,
+                                in_string,
+                                escape,
+                            };
+                        }
+                    }
+                }
+                Scan::After => {
+                    let b = buf[i];
+                    i += 1;
+                    if b == b',' {
+                        state = Scan::Before { first: false };
+                    } else if b == b']' {
+                        reader.consume(i);
+                        return finish_records(reader, index);
+                    } else if !b.is_ascii_whitespace() {
+                        return Err(broken(
+                            index,
+                            "expected `,` or `]` after a record in the `Records` array",
+                        ));
+                    }
+                }
+            }
+        }
+        // The buffer ends inside a value: keep its start (up to the
+        // record limit; past it only its length counts).
+        if matches!(state, Scan::Value { .. }) {
+            let part = &buf[start..];
+            pending_len += part.len();
+            if pending_len <= MAX_RECORD_BYTES {
+                pending.extend_from_slice(part);
+            }
+        }
+        let used = buf.len();
+        reader.consume(used);
+    }
+}
+
+/// After the `Records` array: the rest must close the log file object
+/// (other keys may follow, and are skipped).
+fn finish_records<R: BufRead>(reader: R, index: usize) -> Result<(), InputError> {
+    let mut rest = b"{\"Records\":[]".to_vec();
+    reader
+        .take(MAX_DOCUMENT_BYTES as u64)
+        .read_to_end(&mut rest)?;
+    serde_json::from_slice::<IgnoredAny>(&rest).map_err(|e| InputError::Broken {
+        position: Position::Index(index),
+        message: format!("after the `Records` array: {e}"),
+    })?;
+    Ok(())
+}
+
+/// Stream a log file of another shape one element at a time, with serde.
+fn decode_log_file_serde<R: BufRead>(reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
     let mut index = 0usize;
     let mut de = serde_json::Deserializer::from_reader(reader);
     let result = LogFile {
@@ -354,6 +574,78 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// Every way a stream can be cut into buffers gives the same records.
+    #[test]
+    fn the_records_scanner_ignores_buffer_boundaries() {
+        let tricky = r#"{"eventID":"q","eventTime":"2026-11-02T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"Get]},\"x\\","awsRegion":"eu-west-1","recipientAccountId":"111122223333","requestParameters":{"a":[1,{"b":"]"}],"c":"\\"}}"#;
+        let text = format!(
+            "{{ \"Records\" : [ {} ,{},\n{}, 7, \"s\", null, [1,[2]] ] , \"more\": {{\"x\": [1]}} }}",
+            rec("a"),
+            tricky,
+            rec("b")
+        );
+        let want = collect(text.as_bytes());
+        assert_eq!(want.len(), 7);
+        assert_eq!(want[0], (Position::Index(0), Ok("a".into())));
+        assert_eq!(want[1], (Position::Index(1), Ok("q".into())));
+        assert_eq!(want[2], (Position::Index(2), Ok("b".into())));
+        assert!(want[3..].iter().all(|(_, r)| r.is_err()));
+        for size in [1, 2, 3, 5, 7, 64] {
+            let reader = BufReader::with_capacity(size, text.as_bytes());
+            let mut got = Vec::new();
+            scan_records(
+                {
+                    let mut r = reader;
+                    let header = records_array_header(r.fill_buf().unwrap());
+                    // Small buffers do not hold the header: consume it by hand.
+                    if let Some(h) = header {
+                        r.consume(h);
+                    } else {
+                        let mut skip = Vec::new();
+                        r.read_until(b'[', &mut skip).unwrap();
+                    }
+                    r
+                },
+                &mut |pos, bytes| {
+                    got.push((pos, bytes.and_then(Record::from_slice).map(|r| r.event_id)));
+                },
+            )
+            .unwrap();
+            assert_eq!(got, want, "buffer of {size}");
+        }
+    }
+
+    #[test]
+    fn broken_records_arrays_say_where() {
+        for (text, at) in [
+            (format!(r#"{{"Records":[{},"#, rec("a")), 1),
+            (format!(r#"{{"Records":[{} {}]}}"#, rec("a"), rec("b")), 1),
+            (format!(r#"{{"Records":[{},]}}"#, rec("a")), 1),
+            (format!(r#"{{"Records":[{}]"#, rec("a")), 1),
+            (format!(r#"{{"Records":[{}]}} x"#, rec("a")), 1),
+            (r#"{"Records":["#.to_owned(), 0),
+        ] {
+            let err = for_each_record(text.as_bytes(), |_| {}).unwrap_err();
+            assert!(
+                matches!(err, InputError::Broken { position: Position::Index(i), .. } if i == at),
+                "{text}: {err}"
+            );
+        }
+        // An empty array has no records.
+        assert!(collect(br#"{"Records":[]}"#).is_empty());
+        assert!(collect(br#" { "Records" : [ ] , "x" : 1 } "#).is_empty());
+    }
+
+    #[test]
+    fn an_element_over_the_limit_is_refused_and_reading_goes_on() {
+        let big = format!(r#"{{"x":"{}"}}"#, "y".repeat(MAX_RECORD_BYTES + 10));
+        let text = format!(r#"{{"Records":[{big},{}]}}"#, rec("b"));
+        let got = collect(text.as_bytes());
+        assert_eq!(got.len(), 2);
+        assert!(matches!(got[0].1, Err(RecordError::TooLarge(_))));
+        assert_eq!(got[1], (Position::Index(1), Ok("b".into())));
     }
 
     #[test]

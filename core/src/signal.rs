@@ -311,11 +311,71 @@ pub struct Heartbeat {
     pub trails: Vec<String>,
 }
 
+/// What the central bus's rule puts in the aggregator's queue for a message
+/// the agent relayed: EventBridge's envelope (source [`SIGNAL_SOURCE`])
+/// around `detail`, a [`Signal`] or [`Heartbeat`] as JSON. EventBridge sets
+/// `account` to the sending account; moto's delivery leaves it out, which
+/// `sender: None` reproduces. For tests, the bench and local runs.
+pub fn bus_envelope(
+    detail_type: &str,
+    detail: Value,
+    id: &str,
+    sender: Option<&str>,
+    time: &str,
+    region: &str,
+) -> Value {
+    let mut envelope = Map::new();
+    envelope.insert("version".into(), Value::from("0"));
+    envelope.insert("id".into(), Value::from(id));
+    envelope.insert("detail-type".into(), Value::from(detail_type));
+    envelope.insert("source".into(), Value::from(SIGNAL_SOURCE));
+    if let Some(sender) = sender {
+        envelope.insert("account".into(), Value::from(sender));
+    }
+    envelope.insert("time".into(), Value::from(time));
+    envelope.insert("region".into(), Value::from(region));
+    envelope.insert("resources".into(), Value::Array(Vec::new()));
+    envelope.insert("detail".into(), detail);
+    Value::Object(envelope)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::detect::{DetectionKind, Mfa, Severity};
     use serde_json::json;
+
+    #[test]
+    fn bus_envelopes_carry_the_sender_only_when_given() {
+        let detail = json!({"schema_version": 1});
+        let with = bus_envelope(
+            SIGNAL_DETAIL_TYPE,
+            detail.clone(),
+            "env-1",
+            Some("111122223333"),
+            "2026-11-02T10:00:05Z",
+            "eu-west-1",
+        );
+        assert_eq!(
+            with,
+            json!({
+                "version": "0", "id": "env-1", "detail-type": "Glasswatch Signal",
+                "source": "glasswatch.agent", "account": "111122223333",
+                "time": "2026-11-02T10:00:05Z", "region": "eu-west-1",
+                "resources": [], "detail": {"schema_version": 1}
+            })
+        );
+        let without = bus_envelope(
+            HEARTBEAT_DETAIL_TYPE,
+            detail,
+            "env-2",
+            None,
+            "2026-11-02T10:00:05Z",
+            "eu-west-1",
+        );
+        assert!(without.get("account").is_none());
+        assert_eq!(without["detail-type"], HEARTBEAT_DETAIL_TYPE);
+    }
 
     fn detection(event_id: &str) -> Detection {
         Detection {

@@ -1,21 +1,45 @@
 //! `cargo xtask bench`: performance figures against their targets, in
-//! parts that `--only` selects.
+//! parts that `--only` selects, printed as one table (figure, value,
+//! target, ok/FAIL); `--json` writes the details, `--check` compares with
+//! the baseline recorded in `BENCHMARKS.md` (`bench_check.rs`).
 //!
-//! - `agent`: the agent's release binary runs as it would on Lambda,
-//!   against the local stand-ins of `runtime_api` (Lambda Runtime API and
-//!   EventBridge), so no AWS account is needed. Figures: init time (start
-//!   to the first `GET .../invocation/next`, over several starts), time per
-//!   event (the event handed out to its answer posted back) and throughput
-//!   over a run of fixture events, the peak RSS of that run (`VmHWM`), and
-//!   the binary size.
-//! - `correlation` and `dynamodb` (together `aggregator`): correlation
-//!   throughput of a release build, and the aggregator's DynamoDB requests
-//!   per event on moto; see `bench_aggregator.rs`.
+//! - `agent`: the agent's Lambda build (`cargo lambda build --release
+//!   --x86-64`, the zip deploy ships) runs as it would on Lambda, against
+//!   the local stand-ins of `runtime_api` (Lambda Runtime API and
+//!   EventBridge), so no AWS account is needed. Figures: init time (spawn
+//!   to the first `GET .../invocation/next`) and first event answered
+//!   (spawn to the first response) over several starts; time per event
+//!   and throughput over a run of fixture events, the peak RSS of that run
+//!   (`VmHWM`); the zip size.
+//! - `aggregator-lambda`: the aggregator's Lambda build under the same
+//!   Runtime API stand-in, on moto and a Slack stand-in: peak RSS over
+//!   1,000 invocations, time per invocation, zip size
+//!   (`bench_lambda.rs`).
+//! - `correlation` and `dynamodb`: correlation throughput of a release
+//!   build, and the aggregator's DynamoDB requests per event on moto
+//!   (`bench_aggregator.rs`). `aggregator` means these two and
+//!   `aggregator-lambda`.
+//! - `detector`: the criterion bench `core/benches/detect.rs`
+//!   (`bench_detector.rs`).
+//! - `replay`: `xtask replay` end to end over a generated 1 GB CloudTrail
+//!   log set (`bench_replay.rs`).
+//! - the monthly cost model (`bench_cost.rs`), from the measured figures,
+//!   when the agent, aggregator-lambda and dynamodb parts ran.
 //!
 //! New figures are more entries in the [`Figure`] list.
 
 #[path = "bench_aggregator.rs"]
 mod aggregator;
+#[path = "bench_check.rs"]
+mod check;
+#[path = "bench_cost.rs"]
+mod cost;
+#[path = "bench_detector.rs"]
+mod detector;
+#[path = "bench_lambda.rs"]
+mod lambda;
+#[path = "bench_replay.rs"]
+mod replay_set;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -32,36 +56,55 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::python::{target_dir, workspace_root};
+use crate::python::{self, target_dir, workspace_root};
 use crate::run_command;
 use crate::runtime_api::{EventBridgeStub, Invocation, Report, RuntimeApi};
 
 /// Median init time must stay below this (ms).
 const INIT_TARGET_MS: f64 = 25.0;
+/// The first event must be answered within this long of the spawn (ms).
+const FIRST_EVENT_TARGET_MS: f64 = 40.0;
 /// Peak RSS over the event run must stay below this (MB, as Lambda counts
 /// memory: MiB).
 const RSS_TARGET_MB: f64 = 24.0;
+/// Each Lambda's zip must stay below this (MiB).
+const ZIP_TARGET_MB: f64 = 6.0;
 /// How long a start may take to reach its first `next`.
 const FIRST_NEXT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one event may take; longer than the agent's default relay
 /// budget (20 s), so a relay that gives up is reported as its own error.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often a wait checks whether the agent has exited.
+/// How often a wait checks whether the process has exited.
 const POLL: Duration = Duration::from_millis(50);
-/// Lines of the agent's output shown when it fails.
+/// Lines of a process's output shown when it fails.
 const LOG_TAIL_LINES: usize = 20;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// How many times to start the agent to time its init.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-    init_runs: u32,
-    /// How many events to send through one agent process.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    events: u32,
-    /// How many generated events to time correlation over.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
-    correlation_events: u32,
+    /// A quick look: fewer starts, events and invocations, a 64 MB replay
+    /// set, one DynamoDB round, short criterion runs. Not for recording.
+    #[arg(long)]
+    quick: bool,
+    /// Compare with the baseline in BENCHMARKS.md and fail on a regression
+    /// of more than 20% in any tracked figure.
+    #[arg(long)]
+    check: bool,
+    /// How many times to start the agent to time its init (20; 5 with
+    /// --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    init_runs: Option<u32>,
+    /// How many events to send through one agent process (1,000; 200 with
+    /// --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    events: Option<u32>,
+    /// How many invocations to send through one aggregator process
+    /// (1,000; 100 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    invocations: Option<u32>,
+    /// How many generated events to time correlation over (100,000; 20,000
+    /// with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    correlation_events: Option<u32>,
     /// Measure only these parts (comma-separated or repeated); all of them
     /// by default.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
@@ -69,51 +112,106 @@ pub struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
-    /// Report missed targets, but exit 0 anyway.
+    /// Report missed targets, but exit 0 anyway (regressions found by
+    /// --check still fail).
     #[arg(long)]
     no_fail: bool,
     /// Internal: time correlation and print the report as JSON (what the
     /// release build of xtask is run for).
     #[arg(long, hide = true)]
     internal_correlation: bool,
+    /// Internal: generate the replay log set into this directory (what the
+    /// release build of xtask is run for).
+    #[arg(long, hide = true, value_name = "DIR")]
+    internal_replay_set: Option<PathBuf>,
+    /// Internal: the uncompressed size of that set, in bytes.
+    #[arg(long, hide = true, default_value_t = replay_set::FULL_BYTES)]
+    internal_replay_bytes: u64,
+}
+
+/// How much each part measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sizes {
+    quick: bool,
+    init_runs: u32,
+    events: u32,
+    invocations: u32,
+    correlation_events: u32,
+    dynamodb_rounds: usize,
+    replay_bytes: u64,
+    replay_runs: usize,
+}
+
+impl Sizes {
+    fn of(args: &Args) -> Self {
+        let pick = |given: Option<u32>, full: u32, quick: u32| {
+            given.unwrap_or(if args.quick { quick } else { full })
+        };
+        Self {
+            quick: args.quick,
+            init_runs: pick(args.init_runs, 20, 5),
+            events: pick(args.events, 1000, 200),
+            invocations: pick(args.invocations, 1000, 100),
+            correlation_events: pick(args.correlation_events, 100_000, 20_000),
+            dynamodb_rounds: if args.quick {
+                1
+            } else {
+                aggregator::DYNAMODB_ROUNDS
+            },
+            replay_bytes: if args.quick {
+                replay_set::QUICK_BYTES
+            } else {
+                replay_set::FULL_BYTES
+            },
+            replay_runs: if args.quick { 1 } else { 3 },
+        }
+    }
 }
 
 /// A part of the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Part {
-    /// The agent's init time, time per event, peak RSS and binary size.
+    /// The agent's init time, first event, time per event, peak RSS and
+    /// zip size.
     Agent,
-    /// `correlation` and `dynamodb`.
+    /// `aggregator-lambda`, `correlation` and `dynamodb`.
     Aggregator,
+    /// The aggregator Lambda's peak RSS over 1,000 invocations, time per
+    /// invocation and zip size.
+    AggregatorLambda,
     /// Correlation throughput (`Ledger::ingest`, release build).
     Correlation,
     /// The aggregator's DynamoDB requests per event, on moto.
     Dynamodb,
+    /// Detector throughput (criterion, `core/benches/detect.rs`).
+    Detector,
+    /// `xtask replay` over a generated 1 GB CloudTrail log set.
+    Replay,
 }
 
 /// Which parts run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Parts {
     agent: bool,
+    lambda: bool,
     correlation: bool,
     dynamodb: bool,
+    detector: bool,
+    replay: bool,
 }
 
 impl Parts {
     /// Everything when `only` is empty, else what it names.
     fn of(only: &[Part]) -> Self {
-        if only.is_empty() {
-            return Self {
-                agent: true,
-                correlation: true,
-                dynamodb: true,
-            };
-        }
-        let named = |part| only.contains(&part);
+        let named = |part| only.is_empty() || only.contains(&part);
+        let aggregator = named(Part::Aggregator);
         Self {
             agent: named(Part::Agent),
-            correlation: named(Part::Correlation) || named(Part::Aggregator),
-            dynamodb: named(Part::Dynamodb) || named(Part::Aggregator),
+            lambda: aggregator || named(Part::AggregatorLambda),
+            correlation: aggregator || named(Part::Correlation),
+            dynamodb: aggregator || named(Part::Dynamodb),
+            detector: named(Part::Detector),
+            replay: named(Part::Replay),
         }
     }
 }
@@ -147,6 +245,22 @@ impl Target {
         };
         format!("{sign} {} {unit}", format_value(limit))
     }
+
+    fn better(self) -> Better {
+        match self {
+            Self::Below(_) | Self::AtMost(_) => Better::Lower,
+            Self::AtLeast(_) => Better::Higher,
+        }
+    }
+}
+
+/// Which way a figure improves; `--check` compares the figures that have
+/// one (medians, rates, sizes), not spreads such as p99 or max.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    Lower,
+    Higher,
 }
 
 /// One measured figure; `ok` is whether it meets its target (always true
@@ -158,10 +272,12 @@ pub struct Figure {
     pub unit: &'static str,
     pub target: Option<Target>,
     pub ok: bool,
+    /// Tracked by `--check`, in this direction.
+    pub better: Option<Better>,
 }
 
 impl Figure {
-    /// A figure reported for information, with no target.
+    /// A figure reported for information, with no target, not tracked.
     fn info(name: &str, value: f64, unit: &'static str) -> Self {
         Self {
             name: name.to_owned(),
@@ -169,6 +285,15 @@ impl Figure {
             unit,
             target: None,
             ok: true,
+            better: None,
+        }
+    }
+
+    /// A figure with no target that `--check` tracks.
+    fn tracked(name: &str, value: f64, unit: &'static str, better: Better) -> Self {
+        Self {
+            better: Some(better),
+            ..Self::info(name, value, unit)
         }
     }
 
@@ -179,38 +304,107 @@ impl Figure {
             unit,
             target: Some(target),
             ok: target.met_by(value),
+            better: Some(target.better()),
         }
     }
 }
 
 pub fn run(args: &Args) -> Result<()> {
     if args.internal_correlation {
-        return aggregator::correlation_internal(args.correlation_events as usize);
+        let sizes = Sizes::of(args);
+        return aggregator::correlation_internal(sizes.correlation_events as usize);
     }
+    if let Some(dir) = &args.internal_replay_set {
+        return replay_set::generate_internal(dir, args.internal_replay_bytes);
+    }
+    let sizes = Sizes::of(args);
     let parts = Parts::of(&args.only);
+    // Read the baseline first: a broken one fails before the long run.
+    let baseline = if args.check {
+        Some(check::load(&workspace_root().join(check::BASELINE_FILE))?)
+    } else {
+        None
+    };
     let mut figures = Vec::new();
     let mut report = serde_json::Map::new();
+    let mut costed = cost::Measured::default();
     if parts.agent {
-        let (agent, binary) = agent_figures(args)?;
-        figures.extend(agent);
-        report.insert("agent_binary".into(), json!(binary));
-        report.insert("init_runs".into(), json!(args.init_runs));
-        report.insert("events".into(), json!(args.events));
+        let agent = agent_figures(&sizes)?;
+        costed.agent = Some(agent.costed);
+        figures.extend(agent.figures);
+        report.insert("agent_binary".into(), json!(agent.binary));
+        report.insert("init_runs".into(), json!(sizes.init_runs));
+        report.insert("events".into(), json!(sizes.events));
     }
-    if parts.correlation {
-        let (correlation, measured) = aggregator::correlation_figures(args.correlation_events)?;
+    if parts.lambda {
+        let (lambda, measured) = lambda::figures(sizes.invocations)?;
+        figures.extend(lambda);
+        costed.aggregator = Some(measured.costed());
+        report.insert("aggregator_lambda".into(), json!(measured));
+    }
+    // One release build of xtask serves the correlation and replay figures.
+    let release_xtask = if parts.correlation || parts.replay {
+        Some(aggregator::build_release_xtask()?)
+    } else {
+        None
+    };
+    if parts.correlation
+        && let Some(xtask) = &release_xtask
+    {
+        let (correlation, measured) =
+            aggregator::correlation_figures(xtask, sizes.correlation_events)?;
         figures.extend(correlation);
         report.insert("correlation".into(), json!(measured));
     }
     if parts.dynamodb {
-        let (dynamodb, measured) = aggregator::dynamodb_figures()?;
+        let (dynamodb, measured) = aggregator::dynamodb_figures(sizes.dynamodb_rounds)?;
         figures.extend(dynamodb);
+        costed.dynamodb = Some(cost::DynamoPerEvent::of(&measured));
         report.insert("aggregator".into(), json!(measured));
+    }
+    if parts.detector {
+        let (detector, measured) = detector::figures(sizes.quick)?;
+        figures.extend(detector);
+        report.insert("detector".into(), json!(measured));
+    }
+    if parts.replay
+        && let Some(xtask) = &release_xtask
+    {
+        let (replay, measured) = replay_set::figures(xtask, sizes.replay_bytes, sizes.replay_runs)?;
+        figures.extend(replay);
+        report.insert("replay".into(), json!(measured));
+    }
+    match costed.complete() {
+        Some(inputs) => {
+            let model = cost::monthly(&cost::Fleet::ISSUE, &inputs, &cost::PRICES);
+            println!("{}\n", model.render());
+            figures.push(Figure::tracked(
+                "monthly cost, 100 accounts × 17 regions",
+                model.total(),
+                "USD",
+                Better::Lower,
+            ));
+            report.insert("cost".into(), json!(model));
+        }
+        None => eprintln!(
+            "==> cost model skipped: it needs the agent, aggregator-lambda and dynamodb parts"
+        ),
     }
 
     println!("{}", render_table(&figures));
+    let regressions = baseline
+        .as_ref()
+        .map(|b| check::regressions(&figures, b))
+        .unwrap_or_default();
+    if let Some(baseline) = &baseline {
+        println!("\n{}", check::render(&regressions, baseline));
+    }
     if let Some(path) = &args.json {
         report.insert("figures".into(), json!(figures));
+        report.insert(
+            "baseline".into(),
+            json!(check::Baseline::of(&figures, &machine())),
+        );
         let text = serde_json::to_string_pretty(&Value::Object(report))
             .context("cannot encode the figures")?;
         std::fs::write(path, text + "\n")
@@ -222,14 +416,42 @@ pub fn run(args: &Args) -> Result<()> {
         .filter(|f| !f.ok)
         .map(|f| f.name.as_str())
         .collect();
+    let mut failures = Vec::new();
     if !missed.is_empty() {
         let message = format!("missed targets: {}", missed.join(", "));
-        if !args.no_fail {
-            bail!(message);
+        if args.no_fail {
+            eprintln!("==> {message} (--no-fail: exiting 0)");
+        } else {
+            failures.push(message);
         }
-        eprintln!("==> {message} (--no-fail: exiting 0)");
+    }
+    if !regressions.is_empty() {
+        failures.push(format!(
+            "regressions of more than 20% against {}: {}",
+            check::BASELINE_FILE,
+            regressions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !failures.is_empty() {
+        bail!(failures.join("; "));
     }
     Ok(())
+}
+
+/// The CPU model and core count, for the record.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!("{model}, {cores} cores, {}", std::env::consts::OS)
 }
 
 /// `glasswatch.toml` at the workspace root, and its watch list.
@@ -245,37 +467,57 @@ fn load_watch_list() -> Result<(Config, WatchList)> {
     Ok((config, watch))
 }
 
+/// What the agent part measured.
+struct AgentPart {
+    figures: Vec<Figure>,
+    binary: PathBuf,
+    costed: cost::AgentMeasured,
+}
+
 /// The agent's figures, and the binary they are of.
-fn agent_figures(args: &Args) -> Result<(Vec<Figure>, PathBuf)> {
-    let binary = build_agent()?;
+fn agent_figures(sizes: &Sizes) -> Result<AgentPart> {
+    let built = build_lambda("glasswatch-agent", AGENT_BIN)?;
     let root = workspace_root();
     let (config, watch) = load_watch_list()?;
     let events = fixture_events(&root.join("core/tests/fixtures"), &watch)?;
-    let logs = target_dir().join("bench");
-    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    // An empty file for the SDK's shared config and credentials: nothing
-    // from `~/.aws` is read, and nothing is logged about a missing file.
-    let empty = logs.join("empty-aws-config");
-    File::create(&empty).with_context(|| format!("cannot create {}", empty.display()))?;
+    let logs = bench_logs()?;
     let stub = EventBridgeStub::start()?;
     let launcher = Launcher {
-        binary: binary.clone(),
-        env: agent_env(
-            &config.watch.to_env_json(&config.deploy.name_prefix),
+        name: "agent",
+        binary: built.binary.clone(),
+        env: lambda_env(
+            "glasswatch-agent",
+            "us-east-1",
             &stub.endpoint(),
-            &empty,
+            &logs,
+            &[
+                (
+                    "GLASSWATCH_BUS_ARN",
+                    "arn:aws:events:eu-west-1:310987654321:event-bus/glasswatch",
+                ),
+                (
+                    "GLASSWATCH_WATCH",
+                    &config.watch.to_env_json(&config.deploy.name_prefix),
+                ),
+            ],
         ),
         logs,
     };
 
-    let mut figures = Vec::new();
-    let size = std::fs::metadata(&binary)
-        .with_context(|| format!("cannot read {}", binary.display()))?
-        .len();
-    figures.push(Figure::info("agent binary size", size as f64 / MIB, "MB"));
-    figures.extend(init_figures(&launcher, args.init_runs)?);
-    figures.extend(event_figures(&launcher, &stub, &events, args.events)?);
-    Ok((figures, binary))
+    let mut figures = vec![built.zip_figure("agent zip size")?];
+    let (init, first_event) = init_figures(&launcher, &stub, &events, sizes.init_runs)?;
+    figures.extend(init);
+    let (run, per_event, rss) = event_figures(&launcher, &stub, &events, sizes.events)?;
+    figures.extend(run);
+    Ok(AgentPart {
+        figures,
+        binary: built.binary,
+        costed: cost::AgentMeasured {
+            first_event_ms: first_event.median,
+            event_ms: per_event.median / 1e3,
+            peak_rss_mb: rss.unwrap_or(0.0),
+        },
+    })
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -284,73 +526,125 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// `bootstrap`).
 const AGENT_BIN: &str = "glasswatch-agent";
 
-fn build_agent() -> Result<PathBuf> {
-    eprintln!("==> cargo build --release -p glasswatch-agent --bin {AGENT_BIN}");
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "-p",
-        "glasswatch-agent",
-        "--bin",
-        AGENT_BIN,
-    ]);
-    run_command(&mut cargo, "build the agent release binary")?;
-    let binary = target_dir().join("release").join(AGENT_BIN);
-    if !binary.is_file() {
-        bail!("the build succeeded but {} is missing", binary.display());
-    }
-    Ok(binary)
+/// A Lambda as deploy ships it: the binary and its zip.
+#[derive(Debug, Clone)]
+struct Built {
+    binary: PathBuf,
+    zip: PathBuf,
 }
 
-/// The agent's environment, as Lambda and deploy would set it, pointing at
-/// the stand-ins. Everything else is cleared, so nothing from the caller's
-/// shell (an AWS profile, an endpoint override) changes the figures.
-fn agent_env(
-    watch_json: &str,
-    events_endpoint: &str,
-    aws_config_file: &Path,
+impl Built {
+    fn zip_figure(&self, name: &str) -> Result<Figure> {
+        let size = std::fs::metadata(&self.zip)
+            .with_context(|| format!("cannot read {}", self.zip.display()))?
+            .len();
+        Ok(Figure::with_target(
+            name,
+            size as f64 / MIB,
+            "MB",
+            Target::Below(ZIP_TARGET_MB),
+        ))
+    }
+}
+
+/// Build one Lambda with `cargo lambda build --release --x86-64` (zig from
+/// the virtualenv), once: its zip is what deploy uploads, and its binary is
+/// what the bench runs.
+fn build_lambda(package: &str, bin: &str) -> Result<Built> {
+    let venv = python::ensure()?;
+    eprintln!(
+        "==> cargo lambda build --release --x86-64 -p {package} --bin {bin} --output-format zip"
+    );
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![venv.root.join("bin")];
+    paths.extend(std::env::split_paths(&path));
+    let mut cargo = Command::new(venv.bin("cargo-lambda"));
+    cargo
+        .current_dir(workspace_root())
+        .env(
+            "PATH",
+            std::env::join_paths(paths).context("PATH holds an unusable entry")?,
+        )
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["lambda", "build", "--release", "--x86-64", "-p", package])
+        .args(["--bin", bin, "--output-format", "zip"]);
+    run_command(&mut cargo, &format!("build the {bin} Lambda"))?;
+    let built = Built {
+        binary: target_dir()
+            .join("x86_64-unknown-linux-gnu")
+            .join("release")
+            .join(bin),
+        zip: target_dir().join("lambda").join(bin).join("bootstrap.zip"),
+    };
+    for file in [&built.binary, &built.zip] {
+        if !file.is_file() {
+            bail!("the build succeeded but {} is missing", file.display());
+        }
+    }
+    Ok(built)
+}
+
+/// `target/bench`, for the processes' logs, with an empty file for the
+/// SDK's shared config and credentials (nothing from `~/.aws` is read,
+/// and nothing is logged about a missing file).
+fn bench_logs() -> Result<PathBuf> {
+    let logs = target_dir().join("bench");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let empty = logs.join("empty-aws-config");
+    File::create(&empty).with_context(|| format!("cannot create {}", empty.display()))?;
+    Ok(logs)
+}
+
+/// A Lambda's environment, as Lambda and deploy would set it, pointing at
+/// `endpoint` for every AWS service, plus the function's own `settings`.
+/// Everything else is cleared, so nothing from the caller's shell (an AWS
+/// profile, an endpoint override) changes the figures.
+fn lambda_env(
+    function: &str,
+    region: &str,
+    endpoint: &str,
+    logs: &Path,
+    settings: &[(&str, &str)],
 ) -> Vec<(String, String)> {
-    let aws_config_file = aws_config_file.display().to_string();
+    let aws_config_file = logs.join("empty-aws-config").display().to_string();
+    let log_group = format!("/aws/lambda/{function}");
     [
-        (
-            "GLASSWATCH_BUS_ARN",
-            "arn:aws:events:eu-west-1:310987654321:event-bus/glasswatch",
-        ),
-        ("GLASSWATCH_WATCH", watch_json),
         ("GLASSWATCH_LOG", "warn"),
-        ("AWS_ENDPOINT_URL", events_endpoint),
-        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", region),
         ("AWS_ACCESS_KEY_ID", "bench"),
         ("AWS_SECRET_ACCESS_KEY", "bench"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("AWS_CONFIG_FILE", &aws_config_file),
         ("AWS_SHARED_CREDENTIALS_FILE", &aws_config_file),
-        ("AWS_LAMBDA_FUNCTION_NAME", "glasswatch-agent"),
+        ("AWS_LAMBDA_FUNCTION_NAME", function),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/glasswatch-agent"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", &log_group),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]bench"),
     ]
     .into_iter()
+    .chain(settings.iter().copied())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
 }
 
-/// Starts agent processes with the bench environment.
+/// Starts a Lambda's processes with the bench environment.
 #[derive(Debug)]
 struct Launcher {
+    /// `agent` or `aggregator`: for messages and log file names.
+    name: &'static str,
     binary: PathBuf,
     env: Vec<(String, String)>,
     logs: PathBuf,
 }
 
 impl Launcher {
-    /// Start the agent against `api`; also returns the instant just before
-    /// the process was spawned.
-    fn spawn(&self, api: &RuntimeApi) -> Result<(AgentProcess, Instant)> {
-        let stdout = self.logs.join("agent.stdout.log");
-        let stderr = self.logs.join("agent.stderr.log");
+    /// Start the Lambda against `api`; also returns the instant just
+    /// before the process was spawned.
+    fn spawn(&self, api: &RuntimeApi) -> Result<(LambdaProcess, Instant)> {
+        let stdout = self.logs.join(format!("{}.stdout.log", self.name));
+        let stderr = self.logs.join(format!("{}.stderr.log", self.name));
         let create = |path: &Path| {
             File::create(path).with_context(|| format!("cannot create {}", path.display()))
         };
@@ -367,7 +661,8 @@ impl Launcher {
             .spawn()
             .with_context(|| format!("cannot start {}", self.binary.display()))?;
         Ok((
-            AgentProcess {
+            LambdaProcess {
+                name: self.name,
                 child,
                 stdout,
                 stderr,
@@ -377,23 +672,24 @@ impl Launcher {
     }
 }
 
-/// A running agent, killed when dropped, whatever happened.
+/// A running Lambda process, killed when dropped, whatever happened.
 #[derive(Debug)]
-struct AgentProcess {
+struct LambdaProcess {
+    name: &'static str,
     child: Child,
     stdout: PathBuf,
     stderr: PathBuf,
 }
 
-impl Drop for AgentProcess {
+impl Drop for LambdaProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl AgentProcess {
-    /// What the agent has said so far, for an error message.
+impl LambdaProcess {
+    /// What the process has said so far, for an error message.
     fn output(&self) -> String {
         let mut out = String::new();
         for (name, path) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
@@ -402,7 +698,8 @@ impl AgentProcess {
             let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
             if !tail.is_empty() {
                 out += &format!(
-                    "\nagent {name} ({}):\n  {}",
+                    "\n{} {name} ({}):\n  {}",
+                    self.name,
                     path.display(),
                     tail.join("\n  ")
                 );
@@ -411,8 +708,8 @@ impl AgentProcess {
         out
     }
 
-    /// The next report from `api`, within `timeout`; an error if the agent
-    /// exits or stays silent.
+    /// The next report from `api`, within `timeout`; an error if the
+    /// process exits or stays silent.
     fn wait(&mut self, api: &RuntimeApi, timeout: Duration, what: &str) -> Result<Report> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -424,19 +721,25 @@ impl AgentProcess {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if let Some(status) = self.child.try_wait().context("cannot check on the agent")? {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .with_context(|| format!("cannot check on the {}", self.name))?
+            {
                 // Anything it said before exiting comes first.
                 if let Ok(report) = api.reports.try_recv() {
                     return Ok(report);
                 }
                 bail!(
-                    "the agent exited ({status}) while the bench waited for {what}{}",
+                    "the {} exited ({status}) while the bench waited for {what}{}",
+                    self.name,
                     self.output()
                 );
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "the agent did not get to {what} within {} s{}",
+                    "the {} did not get to {what} within {} s{}",
+                    self.name,
                     timeout.as_secs(),
                     self.output()
                 );
@@ -444,22 +747,28 @@ impl AgentProcess {
         }
     }
 
-    /// An error for a report that means the agent failed.
+    /// An error for a report that means the process failed.
     fn failure(&self, report: Report) -> anyhow::Error {
         let text = |body: &[u8]| String::from_utf8_lossy(body).into_owned();
         let message = match report {
-            Report::InitError { body } => format!("the agent's init failed: {}", text(&body)),
+            Report::InitError { body } => {
+                format!("the {}'s init failed: {}", self.name, text(&body))
+            }
             Report::InvocationError { request_id, body } => {
                 format!("invocation {request_id} failed: {}", text(&body))
             }
             Report::Unexpected { method, path } => {
                 format!(
-                    "the agent called {method} {path}, which the Runtime API stand-in does not know"
+                    "the {} called {method} {path}, which the Runtime API stand-in does not know",
+                    self.name
                 )
             }
-            Report::Next { .. } => "the agent asked for an event out of turn".to_owned(),
+            Report::Next { .. } => format!("the {} asked for an event out of turn", self.name),
             Report::Completed { request_id, .. } => {
-                format!("the agent answered invocation {request_id}, which was not pending")
+                format!(
+                    "the {} answered invocation {request_id}, which was not pending",
+                    self.name
+                )
             }
         };
         anyhow!("{message}{}", self.output())
@@ -471,6 +780,42 @@ impl AgentProcess {
         let status =
             std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         vm_hwm_bytes(&status).with_context(|| format!("{path} has no readable VmHWM line"))
+    }
+
+    /// Wait for the runtime's first `GET .../invocation/next`; returns when
+    /// it came.
+    fn first_next(&mut self, api: &RuntimeApi) -> Result<Instant> {
+        match self.wait(api, FIRST_NEXT_TIMEOUT, "its first GET .../invocation/next")? {
+            Report::Next { at } => Ok(at),
+            other => Err(self.failure(other)),
+        }
+    }
+
+    /// Hand `invocation` out and wait for its answer: (handed out to
+    /// answered, when answered, the answer). A `next` on the way is fine:
+    /// the runtime polls for the next event before or after its answer is
+    /// seen here.
+    fn invoke(
+        &mut self,
+        api: &RuntimeApi,
+        invocation: Invocation,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(Duration, Instant, Vec<u8>)> {
+        let request_id = invocation.request_id.clone();
+        api.invoke(invocation)?;
+        loop {
+            match self.wait(api, timeout, what)? {
+                Report::Next { .. } => {}
+                Report::Completed {
+                    request_id: id,
+                    latency,
+                    at,
+                    body,
+                } if id == request_id => return Ok((latency, at, body)),
+                other => return Err(self.failure(other)),
+            }
+        }
     }
 }
 
@@ -492,103 +837,120 @@ fn progress(len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-/// Start the agent `runs` times; each time from just before the spawn to
-/// its first `GET .../invocation/next`.
-fn init_figures(launcher: &Launcher, runs: u32) -> Result<Vec<Figure>> {
-    eprintln!("==> agent init time: {runs} starts");
+/// Start the agent `runs` times; each time time from just before the
+/// spawn to its first `GET .../invocation/next` (init), and to its answer
+/// to a first event (relayed to the EventBridge stand-in). Returns the
+/// figures and the first-event statistics.
+fn init_figures(
+    launcher: &Launcher,
+    stub: &EventBridgeStub,
+    events: &[BenchEvent],
+    runs: u32,
+) -> Result<(Vec<Figure>, Stats)> {
+    eprintln!("==> agent init time and first event: {runs} starts");
     let bar = progress(u64::from(runs), "starts");
-    let mut times = Vec::new();
-    for _ in 0..runs {
+    let mut inits = Vec::new();
+    let mut firsts = Vec::new();
+    for (run, event) in (0..runs).zip(events.iter().cycle()) {
         let api = RuntimeApi::start()?;
         let (mut agent, started) = launcher.spawn(&api)?;
-        match agent.wait(
+        let next = agent.first_next(&api)?;
+        inits.push(millis(next.saturating_duration_since(started)));
+        let (_, answered, body) = agent.invoke(
             &api,
-            FIRST_NEXT_TIMEOUT,
-            "its first GET .../invocation/next",
-        )? {
-            Report::Next { at } => times.push(millis(at.saturating_duration_since(started))),
-            other => return Err(agent.failure(other)),
-        }
+            Invocation {
+                request_id: format!("cold-{run:03}"),
+                event: Arc::clone(&event.body),
+            },
+            EVENT_TIMEOUT,
+            &format!("answer its first event ({})", event.label),
+        )?;
+        check_relayed(&body).with_context(|| {
+            format!(
+                "first event {} was not relayed{}",
+                event.label,
+                agent.output()
+            )
+        })?;
+        firsts.push(millis(answered.saturating_duration_since(started)));
         drop(agent);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let stats = Stats::of(&times).context("no init time measured")?;
-    Ok(vec![
+    if stub.entries() < runs as usize {
+        bail!(
+            "the EventBridge stand-in received {} entries for {runs} first events",
+            stub.entries()
+        );
+    }
+    let init = Stats::of(&inits).context("no init time measured")?;
+    let first = Stats::of(&firsts).context("no first event measured")?;
+    let figures = vec![
         Figure::with_target(
             "agent init time (median)",
-            stats.median,
+            init.median,
             "ms",
             Target::Below(INIT_TARGET_MS),
         ),
-        Figure::info("agent init time (p90)", stats.p90, "ms"),
-        Figure::info("agent init time (min)", stats.min, "ms"),
-        Figure::info("agent init time (max)", stats.max, "ms"),
-    ])
+        Figure::info("agent init time (p90)", init.p90, "ms"),
+        Figure::info("agent init time (min)", init.min, "ms"),
+        Figure::info("agent init time (max)", init.max, "ms"),
+        Figure::with_target(
+            "agent first event answered after spawn (median)",
+            first.median,
+            "ms",
+            Target::Below(FIRST_EVENT_TARGET_MS),
+        ),
+        Figure::info("agent first event answered (min)", first.min, "ms"),
+        Figure::info("agent first event answered (max)", first.max, "ms"),
+    ];
+    Ok((figures, first))
 }
 
-/// One agent process, `count` events one after the other.
+/// One agent process, `count` events one after the other. Returns the
+/// figures, the per-event statistics (µs) and the peak RSS (MiB).
 fn event_figures(
     launcher: &Launcher,
     stub: &EventBridgeStub,
     events: &[BenchEvent],
     count: u32,
-) -> Result<Vec<Figure>> {
+) -> Result<(Vec<Figure>, Stats, Option<f64>)> {
     eprintln!(
         "==> agent per-event time and peak RSS: {count} events (cycling through {} fixture records)",
         events.len()
     );
     let api = RuntimeApi::start()?;
     let (mut agent, _) = launcher.spawn(&api)?;
-    match agent.wait(
-        &api,
-        FIRST_NEXT_TIMEOUT,
-        "its first GET .../invocation/next",
-    )? {
-        Report::Next { .. } => {}
-        other => return Err(agent.failure(other)),
-    }
+    agent.first_next(&api)?;
     let entries_before = stub.entries();
     let bar = progress(u64::from(count), "events");
     let mut latencies = Vec::new();
     let started = Instant::now();
     for (i, event) in (0..count).zip(events.iter().cycle()) {
-        let request_id = format!("bench-{i:06}");
-        api.invoke(Invocation {
-            request_id: request_id.clone(),
-            event: Arc::clone(&event.body),
+        let (latency, _, body) = agent.invoke(
+            &api,
+            Invocation {
+                request_id: format!("bench-{i:06}"),
+                event: Arc::clone(&event.body),
+            },
+            EVENT_TIMEOUT,
+            &format!("answer event {i} ({})", event.label),
+        )?;
+        check_relayed(&body).with_context(|| {
+            format!(
+                "event {i} ({}) was not relayed{}",
+                event.label,
+                agent.output()
+            )
         })?;
-        let what = format!("answer event {i} ({})", event.label);
-        loop {
-            match agent.wait(&api, EVENT_TIMEOUT, &what)? {
-                // The runtime polls for the next event before or after
-                // the answer is seen here; either is fine.
-                Report::Next { .. } => {}
-                Report::Completed {
-                    request_id: id,
-                    latency,
-                    body,
-                } if id == request_id => {
-                    check_relayed(&body).with_context(|| {
-                        format!(
-                            "event {i} ({}) was not relayed{}",
-                            event.label,
-                            agent.output()
-                        )
-                    })?;
-                    latencies.push(micros(latency));
-                    break;
-                }
-                other => return Err(agent.failure(other)),
-            }
-        }
+        latencies.push(micros(latency));
         bar.inc(1);
     }
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     // `VmHWM` is Linux's; elsewhere the figure is left out.
     let rss = if cfg!(target_os = "linux") {
-        Some(agent.peak_rss()?)
+        Some(agent.peak_rss()? as f64 / MIB)
     } else {
         eprintln!("==> peak RSS is read from Linux's /proc; not measured on this system");
         None
@@ -600,24 +962,25 @@ fn event_figures(
     }
     let stats = Stats::of(&latencies).context("no event time measured")?;
     let mut figures = vec![
-        Figure::info("agent time per event (median)", stats.median, "µs"),
+        Figure::tracked(
+            "agent time per event (median)",
+            stats.median,
+            "µs",
+            Better::Lower,
+        ),
         Figure::info("agent time per event (p90)", stats.p90, "µs"),
         Figure::info("agent time per event (p99)", stats.p99, "µs"),
-        Figure::info(
+        Figure::tracked(
             "agent throughput",
             f64::from(count) / elapsed.as_secs_f64(),
             "events/s",
+            Better::Higher,
         ),
     ];
-    figures.extend(rss.map(|bytes| {
-        Figure::with_target(
-            "agent peak RSS",
-            bytes as f64 / MIB,
-            "MB",
-            Target::Below(RSS_TARGET_MB),
-        )
-    }));
-    Ok(figures)
+    figures.extend(
+        rss.map(|mb| Figure::with_target("agent peak RSS", mb, "MB", Target::Below(RSS_TARGET_MB))),
+    );
+    Ok((figures, stats, rss))
 }
 
 /// The agent answers with its `Outcome` in debug form, as a JSON string.
@@ -651,8 +1014,21 @@ struct BenchEvent {
 }
 
 /// Every fixture record the watch list flags, in an EventBridge envelope
-/// (as the agent gets them), without the fixture's `_fixture` notes.
+/// (as the agent gets them).
 fn fixture_events(dir: &Path, watch: &WatchList) -> Result<Vec<BenchEvent>> {
+    Ok(flagged_fixtures(dir, watch)?
+        .into_iter()
+        .map(|(label, event)| BenchEvent {
+            label,
+            body: Arc::from(event.to_string().into_bytes()),
+        })
+        .collect())
+}
+
+/// Every fixture record the watch list flags, `file:position` and the
+/// record in an EventBridge envelope, without the fixture's `_fixture`
+/// notes: the fixture mix both Lambdas' figures run on.
+fn flagged_fixtures(dir: &Path, watch: &WatchList) -> Result<Vec<(String, Value)>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -666,7 +1042,7 @@ fn fixture_events(dir: &Path, watch: &WatchList) -> Result<Vec<BenchEvent>> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut bodies = Vec::new();
+        let mut found = Vec::new();
         for_each_document(file, |position, bytes| {
             let Some(Ok(mut doc)) = bytes.ok().map(serde_json::from_slice::<Value>) else {
                 return;
@@ -674,22 +1050,19 @@ fn fixture_events(dir: &Path, watch: &WatchList) -> Result<Vec<BenchEvent>> {
             if let Some(map) = doc.as_object_mut() {
                 map.remove("_fixture");
             }
-            let event = in_envelope(doc, events.len() + bodies.len());
+            let event = in_envelope(doc, events.len() + found.len());
             let flagged =
                 Record::from_value(&event).is_ok_and(|record| !classify(watch, &record).is_empty());
             if flagged {
-                bodies.push((format!("{name}:{position}"), event.to_string()));
+                found.push((format!("{name}:{position}"), event));
             }
         })
         .with_context(|| format!("cannot read {}", path.display()))?;
-        events.extend(bodies.into_iter().map(|(label, body)| BenchEvent {
-            label,
-            body: Arc::from(body.into_bytes()),
-        }));
+        events.extend(found);
     }
     if events.is_empty() {
         bail!(
-            "no record in {} gives a detection with glasswatch.toml; nothing to send the agent",
+            "no record in {} gives a detection with glasswatch.toml; nothing to send the Lambdas",
             dir.display()
         );
     }
@@ -859,6 +1232,12 @@ mod tests {
     #[test]
     fn figures_meet_targets_strictly_and_render_in_a_table() {
         let under = Figure::with_target("init", 24.9, "ms", Target::Below(25.0));
+        assert_eq!(under.better, Some(Better::Lower));
+        assert_eq!(
+            Figure::with_target("c", 1.0, "x", Target::AtLeast(0.5)).better,
+            Some(Better::Higher)
+        );
+        assert_eq!(Figure::info("p99", 1.0, "ms").better, None);
         let at = Figure::with_target("init", 25.0, "ms", Target::Below(25.0));
         assert!(under.ok);
         assert!(!at.ok);
@@ -892,24 +1271,59 @@ mod tests {
     }
 
     #[test]
-    fn only_selects_parts_and_aggregator_means_both_of_its_own() {
+    fn only_selects_parts_and_aggregator_means_its_three() {
         let all = Parts::of(&[]);
-        assert!(all.agent && all.correlation && all.dynamodb);
+        assert!(all.agent && all.lambda && all.correlation && all.dynamodb);
+        assert!(all.detector && all.replay);
         let agent = Parts::of(&[Part::Agent]);
-        assert!(agent.agent && !agent.correlation && !agent.dynamodb);
+        assert!(agent.agent && !agent.lambda && !agent.correlation && !agent.dynamodb);
+        assert!(!agent.detector && !agent.replay);
         let aggregator = Parts::of(&[Part::Aggregator]);
         assert!(!aggregator.agent && aggregator.correlation && aggregator.dynamodb);
+        assert!(aggregator.lambda && !aggregator.replay && !aggregator.detector);
         let one = Parts::of(&[Part::Dynamodb]);
-        assert!(!one.agent && !one.correlation && one.dynamodb);
-        let args = <Args as clap::FromArgMatches>::from_arg_matches(
+        assert!(!one.agent && !one.lambda && !one.correlation && one.dynamodb);
+        let two = Parts::of(&[Part::Replay, Part::Detector]);
+        assert!(two.replay && two.detector && !two.agent && !two.lambda);
+    }
+
+    fn parse(args: &[&str]) -> Args {
+        <Args as clap::FromArgMatches>::from_arg_matches(
             &<Args as clap::Args>::augment_args(clap::Command::new("bench"))
-                .try_get_matches_from(["bench", "--only", "agent,correlation", "--no-fail"])
+                .try_get_matches_from(std::iter::once("bench").chain(args.iter().copied()))
                 .unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn quick_shrinks_every_default_but_not_what_is_given() {
+        let args = parse(&["--only", "agent,correlation", "--no-fail"]);
         assert_eq!(args.only, vec![Part::Agent, Part::Correlation]);
-        assert!(args.no_fail && !args.internal_correlation);
-        assert_eq!(args.correlation_events, 100_000);
+        assert!(args.no_fail && !args.internal_correlation && !args.quick && !args.check);
+        let full = Sizes::of(&args);
+        assert_eq!(
+            (
+                full.init_runs,
+                full.events,
+                full.invocations,
+                full.correlation_events
+            ),
+            (20, 1000, 1000, 100_000)
+        );
+        assert_eq!(full.replay_bytes, replay_set::FULL_BYTES);
+        assert_eq!(full.dynamodb_rounds, aggregator::DYNAMODB_ROUNDS);
+        let quick = Sizes::of(&parse(&["--quick", "--init-runs", "7", "--check"]));
+        assert!(quick.quick);
+        assert_eq!(quick.init_runs, 7);
+        assert!(quick.events < full.events && quick.invocations < full.invocations);
+        assert!(quick.replay_bytes < full.replay_bytes && quick.dynamodb_rounds == 1);
+        assert!(parse(&["--check"]).check);
+        assert!(
+            <Args as clap::Args>::augment_args(clap::Command::new("bench"))
+                .try_get_matches_from(["bench", "--only", "nothing"])
+                .is_err()
+        );
     }
 
     #[test]
@@ -952,6 +1366,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("glasswatch-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let launcher = |binary| Launcher {
+            name: "agent",
             binary,
             env: Vec::new(),
             logs: dir.clone(),

@@ -21,14 +21,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
@@ -37,17 +37,17 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use glasswatch_aggregator::accounts::Accounts;
 use glasswatch_aggregator::config::AggregatorConfig;
-use glasswatch_aggregator::handler::Aggregator;
+use glasswatch_aggregator::handler::{Aggregator, sqs_event};
 use glasswatch_aggregator::slack::SlackClient;
 use glasswatch_aggregator::store::{GSI_BY_TIME, Store, create_table};
 use glasswatch_core::correlate::Ledger;
 use glasswatch_core::session::SessionEvent;
-use glasswatch_core::signal::{SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, build_signal};
-use glasswatch_core::{Record, WatchList, classify};
+use glasswatch_core::signal::{SIGNAL_DETAIL_TYPE, build_signal, bus_envelope};
+use glasswatch_core::{Detection, Record, WatchList, classify};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Figure, Target, load_watch_list, median, progress};
+use super::{Better, Figure, Target, load_watch_list, median, progress};
 use crate::python::{self, target_dir, workspace_root};
 use crate::run_command;
 use crate::runtime_api::{HttpServer, Response};
@@ -350,7 +350,7 @@ impl Workload {
     }
 }
 
-fn rfc3339(time: i64) -> String {
+pub fn rfc3339(time: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(time)
         .ok()
         .and_then(|t| {
@@ -661,10 +661,7 @@ impl Planned {
 }
 
 /// The detections of one generated record.
-fn detections(
-    watch: &WatchList,
-    planned: &Planned,
-) -> Result<(Value, Vec<glasswatch_core::Detection>)> {
+fn detections(watch: &WatchList, planned: &Planned) -> Result<(Value, Vec<Detection>)> {
     let record = planned.record();
     let parsed = Record::from_value(&record)
         .map_err(|e| anyhow!("generated record {} is invalid: {e}", planned.event_id))?;
@@ -777,9 +774,12 @@ pub fn correlation_internal(events: usize) -> Result<()> {
     Ok(())
 }
 
-/// Build xtask with the release profile, for the correlation figure.
-fn build_release_xtask() -> Result<PathBuf> {
-    eprintln!("==> cargo build --release -p xtask (the correlation figure is of optimized code)");
+/// Build xtask with the release profile, for the correlation and replay
+/// figures.
+pub fn build_release_xtask() -> Result<PathBuf> {
+    eprintln!(
+        "==> cargo build --release -p xtask (the correlation and replay figures are of optimized code)"
+    );
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .current_dir(workspace_root())
@@ -795,10 +795,9 @@ fn build_release_xtask() -> Result<PathBuf> {
 }
 
 /// The correlation throughput, measured by the release build.
-pub fn correlation_figures(events: u32) -> Result<(Vec<Figure>, CorrelationReport)> {
-    let binary = build_release_xtask()?;
+pub fn correlation_figures(binary: &Path, events: u32) -> Result<(Vec<Figure>, CorrelationReport)> {
     eprintln!("==> correlation throughput: Ledger::ingest over {events} generated events");
-    let output = Command::new(&binary)
+    let output = Command::new(binary)
         .current_dir(workspace_root())
         .args([
             "bench",
@@ -1005,7 +1004,7 @@ impl DynamoReport {
 }
 
 /// A Slack Web API stand-in: every call succeeds with a message `ts`.
-fn slack_stub(requests: Arc<AtomicUsize>) -> Result<HttpServer> {
+pub fn slack_stub(requests: Arc<AtomicUsize>) -> Result<HttpServer> {
     HttpServer::start(
         "Slack",
         Arc::new(move |_request| {
@@ -1021,7 +1020,7 @@ fn slack_stub(requests: Arc<AtomicUsize>) -> Result<HttpServer> {
 
 /// The DynamoDB figures: the scenario's rounds through `handle_batch`,
 /// each on a fresh moto.
-pub fn dynamodb_figures() -> Result<(Vec<Figure>, DynamoReport)> {
+pub fn dynamodb_figures(rounds: usize) -> Result<(Vec<Figure>, DynamoReport)> {
     let (_, watch) = load_watch_list()?;
     let venv = python::ensure()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1029,10 +1028,11 @@ pub fn dynamodb_figures() -> Result<(Vec<Figure>, DynamoReport)> {
         .build()
         .context("cannot start a tokio runtime")?;
     eprintln!(
-        "==> aggregator on moto: {DYNAMODB_EVENTS} events in {DYNAMODB_ROUNDS} rounds of 20 sessions, SQS batches of {SQS_BATCH}"
+        "==> aggregator on moto: {} events in {rounds} rounds of 20 sessions, SQS batches of {SQS_BATCH}",
+        rounds * DYNAMODB_EVENTS / DYNAMODB_ROUNDS
     );
     let mut report = DynamoReport::default();
-    for round in 0..DYNAMODB_ROUNDS {
+    for round in 0..rounds {
         let moto = crate::moto::Moto::start(&venv)?;
         let measured = runtime
             .block_on(async {
@@ -1072,36 +1072,42 @@ pub fn dynamodb_figures() -> Result<(Vec<Figure>, DynamoReport)> {
             "writes/event",
             Target::AtMost(WRITES_TARGET),
         ),
-        Figure::info(
+        Figure::tracked(
             "aggregator DynamoDB read requests",
             report.per_event(report.dynamodb.reads()),
             "reads/event",
+            Better::Lower,
         ),
-        Figure::info(
+        Figure::tracked(
             "aggregator DynamoDB items written",
             report.per_event(report.dynamodb.items_written),
             "items/event",
+            Better::Lower,
         ),
-        Figure::info(
+        Figure::tracked(
             "aggregator Slack requests",
             report.per_event(report.slack_requests as u64),
             "requests/event",
+            Better::Lower,
         ),
     ];
     Ok((figures, report))
 }
 
-/// One round on a fresh moto at `endpoint`: an organization with member
-/// accounts, the table, an aggregator whose DynamoDB client counts its
-/// requests, and the round's messages in SQS batches.
-async fn dynamodb_round(endpoint: &str, watch: &WatchList, round: usize) -> Result<DynamoReport> {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// SDK configuration for the moto at `endpoint`, in the audit region.
+pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("eu-west-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
         .load()
-        .await;
-    let orgs = aws_sdk_organizations::Client::new(&aws);
+        .await
+}
+
+/// On a fresh moto: an organization with [`MOTO_ACCOUNTS`] member
+/// accounts (their ids are returned) and the aggregator's `table`.
+pub async fn moto_organization(aws: &aws_config::SdkConfig, table: &str) -> Result<Vec<String>> {
+    let orgs = aws_sdk_organizations::Client::new(aws);
     orgs.create_organization()
         .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
         .send()
@@ -1122,10 +1128,19 @@ async fn dynamodb_round(endpoint: &str, watch: &WatchList, round: usize) -> Resu
             .context("moto Organizations: CreateAccount returned no account id")?;
         accounts.push(id);
     }
-    let table = "glasswatch-bench";
-    create_table(&aws_sdk_dynamodb::Client::new(&aws), table)
+    create_table(&aws_sdk_dynamodb::Client::new(aws), table)
         .await
         .context("cannot create the table in moto")?;
+    Ok(accounts)
+}
+
+/// One round on a fresh moto at `endpoint`: an organization with member
+/// accounts, the table, an aggregator whose DynamoDB client counts its
+/// requests, and the round's messages in SQS batches.
+async fn dynamodb_round(endpoint: &str, watch: &WatchList, round: usize) -> Result<DynamoReport> {
+    let aws = moto_config(endpoint).await;
+    let table = "glasswatch-bench";
+    let accounts = moto_organization(&aws, table).await?;
 
     let spec = Spec::dynamodb(accounts, round);
     let workload = generate(&spec)?;
@@ -1248,37 +1263,48 @@ async fn dynamodb_round(endpoint: &str, watch: &WatchList, round: usize) -> Resu
 /// The envelope the agent in the record's account would relay.
 fn envelope(watch: &WatchList, planned: &Planned) -> Result<String> {
     let (record, found) = detections(watch, planned)?;
-    let account = found[0].account.clone();
-    let region = found[0].region.clone();
-    let (signal, _) = build_signal(&record, found, "bench", &account, &region)
-        .map_err(|e| anyhow!("cannot build the signal of {}: {e}", planned.event_id))?;
-    Ok(json!({
-        "version": "0",
-        "id": format!("env-{}", planned.event_id),
-        "detail-type": SIGNAL_DETAIL_TYPE,
-        "source": SIGNAL_SOURCE,
-        "account": account,
-        "time": rfc3339(planned.time),
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": signal,
-    })
+    signal_envelope(
+        &record,
+        found,
+        &format!("env-{}", planned.event_id),
+        &rfc3339(planned.time),
+    )
+}
+
+/// What the central bus delivers for the signal of `record` (bare, as in
+/// an envelope's `detail`) with its `detections`: sent by the agent in the
+/// record's own account and region, so the envelope check verifies it.
+pub fn signal_envelope(
+    record: &Value,
+    detections: Vec<Detection>,
+    id: &str,
+    time: &str,
+) -> Result<String> {
+    let first = detections
+        .first()
+        .with_context(|| format!("envelope {id}: no detections"))?;
+    let (account, region) = (first.account.clone(), first.region.clone());
+    let (signal, _) = build_signal(record, detections, "bench", &account, &region)
+        .map_err(|e| anyhow!("cannot build the signal of envelope {id}: {e}"))?;
+    let detail = serde_json::to_value(&signal).context("cannot encode a signal")?;
+    Ok(bus_envelope(
+        SIGNAL_DETAIL_TYPE,
+        detail,
+        id,
+        Some(&account),
+        time,
+        "eu-west-1",
+    )
     .to_string())
 }
 
 fn sqs_batch(n: usize, deliveries: &[Delivery], envelopes: &[String]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = deliveries
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let mut message = SqsMessage::default();
-            message.message_id = Some(format!("batch-{n}-message-{i}"));
-            message.body = envelopes.get(d.event).cloned();
-            message
-        })
-        .collect();
-    event
+    sqs_event(deliveries.iter().enumerate().map(|(i, d)| {
+        (
+            format!("batch-{n}-message-{i}"),
+            envelopes.get(d.event).cloned().unwrap_or_default(),
+        )
+    }))
 }
 
 #[cfg(test)]

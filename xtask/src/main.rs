@@ -62,8 +62,9 @@ enum Command {
     Audit,
     /// The whole pipeline on local emulated AWS (not built yet).
     Demo,
-    /// Performance figures against their targets: the agent's init time,
-    /// time per event, peak RSS and binary size.
+    /// Performance figures against their targets: cold start, peak RSS,
+    /// zip sizes, detector, replay and correlation throughput, DynamoDB
+    /// writes, monthly cost; --check compares with BENCHMARKS.md.
     Bench(bench::Args),
 }
 

@@ -1,7 +1,7 @@
-//! Local stand-ins for what the agent talks to when it runs, for
-//! `cargo xtask bench`: the Lambda Runtime API (the agent polls it for
-//! invocations and posts results back) and EventBridge (`PutEvents` always
-//! succeeds). Both sit on a tiny HTTP/1.1 server written here on `std`
+//! Local stand-ins for what the Lambdas talk to when they run, for
+//! `cargo xtask bench`: the Lambda Runtime API (a Lambda's runtime polls it
+//! for invocations and posts results back) and EventBridge (`PutEvents`
+//! always succeeds). Both sit on a tiny HTTP/1.1 server written here on `std`
 //! alone: a listener on a free loopback port, a thread per connection,
 //! keep-alive, `Content-Length` and chunked request bodies.
 
@@ -336,10 +336,11 @@ pub enum Report {
     /// first time).
     Next { at: Instant },
     /// The runtime answered an invocation: `latency` is from handing out
-    /// the event to receiving this answer.
+    /// the event to receiving this answer, `at` when it was received.
     Completed {
         request_id: String,
         latency: Duration,
+        at: Instant,
         body: Vec<u8>,
     },
     /// The runtime reported that an invocation failed.
@@ -442,6 +443,7 @@ impl RuntimeState {
                     self.report(Report::Completed {
                         request_id: id.to_owned(),
                         latency: handed_out.map_or(Duration::ZERO, |at| received - at),
+                        at: received,
                         body: request.body,
                     });
                     return accepted();
