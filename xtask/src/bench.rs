@@ -57,7 +57,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::python::{self, target_dir, workspace_root};
-use crate::run_command;
 use crate::runtime_api::{EventBridgeStub, Invocation, Report, RuntimeApi};
 
 /// Median init time must stay below this (ms).
@@ -476,7 +475,7 @@ struct AgentPart {
 
 /// The agent's figures, and the binary they are of.
 fn agent_figures(sizes: &Sizes) -> Result<AgentPart> {
-    let built = build_lambda("glasswatch-agent", AGENT_BIN)?;
+    let built = build_lambda(AGENT_BIN)?;
     let root = workspace_root();
     let (config, watch) = load_watch_list()?;
     let events = fixture_events(&root.join("core/tests/fixtures"), &watch)?;
@@ -550,38 +549,20 @@ impl Built {
 /// Build one Lambda with `cargo lambda build --release --x86-64` (zig from
 /// the virtualenv), once: its zip is what deploy uploads, and its binary is
 /// what the bench runs.
-fn build_lambda(package: &str, bin: &str) -> Result<Built> {
+fn build_lambda(function: &str) -> Result<Built> {
     let venv = python::ensure()?;
-    eprintln!(
-        "==> cargo lambda build --release --x86-64 -p {package} --bin {bin} --output-format zip"
-    );
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![venv.root.join("bin")];
-    paths.extend(std::env::split_paths(&path));
-    let mut cargo = Command::new(venv.bin("cargo-lambda"));
-    cargo
-        .current_dir(workspace_root())
-        .env(
-            "PATH",
-            std::env::join_paths(paths).context("PATH holds an unusable entry")?,
-        )
-        .env("CARGO_TARGET_DIR", target_dir())
-        .args(["lambda", "build", "--release", "--x86-64", "-p", package])
-        .args(["--bin", bin, "--output-format", "zip"]);
-    run_command(&mut cargo, &format!("build the {bin} Lambda"))?;
-    let built = Built {
-        binary: target_dir()
-            .join("x86_64-unknown-linux-gnu")
-            .join("release")
-            .join(bin),
-        zip: target_dir().join("lambda").join(bin).join("bootstrap.zip"),
-    };
-    for file in [&built.binary, &built.zip] {
-        if !file.is_file() {
-            bail!("the build succeeded but {} is missing", file.display());
-        }
-    }
-    Ok(built)
+    let artifact = crate::lambda::build_functions(
+        &venv,
+        glasswatch_core::config::LambdaArchitecture::X86_64,
+        &[function],
+    )?
+    .into_iter()
+    .next()
+    .with_context(|| format!("cargo lambda built no {function}"))?;
+    Ok(Built {
+        binary: artifact.binary,
+        zip: artifact.zip,
+    })
 }
 
 /// `target/bench`, for the processes' logs, with an empty file for the

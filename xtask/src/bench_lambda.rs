@@ -154,7 +154,7 @@ struct Payload {
 
 /// Build, start, run and measure the aggregator; see the module header.
 pub fn figures(invocations: u32) -> Result<(Vec<Figure>, LambdaReport)> {
-    let built = build_lambda("glasswatch-aggregator", AGGREGATOR_BIN)?;
+    let built = build_lambda(AGGREGATOR_BIN)?;
     let (_, watch) = load_watch_list()?;
     let venv = python::ensure()?;
     let moto = crate::moto::Moto::start(&venv)?;

@@ -51,14 +51,29 @@ fn check_target(arch: LambdaArchitecture) -> Result<()> {
     Ok(())
 }
 
-/// `cargo lambda build --release` of both functions, as zips.
-pub fn build(venv: &Venv, arch: LambdaArchitecture) -> Result<Built> {
+/// One function's build: the Linux binary and the zip deploy uploads.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub binary: PathBuf,
+    pub zip: PathBuf,
+}
+
+/// `cargo lambda build --release` of the given functions (each package's
+/// binary has the package's name), as zips, with zig from the virtualenv.
+pub fn build_functions(
+    venv: &Venv,
+    arch: LambdaArchitecture,
+    functions: &[&str],
+) -> Result<Vec<Artifact>> {
     check_target(arch)?;
     let flag = match arch {
         LambdaArchitecture::Arm64 => "--arm64",
         LambdaArchitecture::X86_64 => "--x86-64",
     };
-    eprintln!("==> cargo lambda build --release {flag} (agent and aggregator)");
+    eprintln!(
+        "==> cargo lambda build --release {flag} --output-format zip: {}",
+        functions.join(", ")
+    );
     let path = std::env::join_paths(
         std::iter::once(venv.root.join("bin")).chain(
             std::env::var_os("PATH")
@@ -67,35 +82,49 @@ pub fn build(venv: &Venv, arch: LambdaArchitecture) -> Result<Built> {
         ),
     )
     .context("cannot build PATH for cargo-lambda")?;
-    run_command(
-        Command::new(venv.bin("cargo-lambda"))
-            .current_dir(workspace_root())
-            .env("PATH", path)
-            .args([
-                "lambda",
-                "build",
-                "--release",
-                flag,
-                "--output-format",
-                "zip",
-                "-p",
-                AGENT,
-                "-p",
-                AGGREGATOR,
-            ]),
-        "build the Lambda zips with cargo lambda",
-    )?;
-    let zip = |name: &str| -> Result<PathBuf> {
-        let path = target_dir().join("lambda").join(name).join("bootstrap.zip");
-        if !path.is_file() {
-            bail!("cargo lambda succeeded but {} is missing", path.display());
-        }
-        Ok(path)
-    };
-    Ok(Built {
-        agent: zip(AGENT)?,
-        aggregator: zip(AGGREGATOR)?,
-    })
+    let mut command = Command::new(venv.bin("cargo-lambda"));
+    command
+        .current_dir(workspace_root())
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["lambda", "build", "--release", flag, "--output-format", "zip"]);
+    for function in functions {
+        command.args(["-p", function, "--bin", function]);
+    }
+    run_command(&mut command, "build the Lambda zips with cargo lambda")?;
+    functions
+        .iter()
+        .map(|function| {
+            let artifact = Artifact {
+                binary: target_dir()
+                    .join(rust_target(arch))
+                    .join("release")
+                    .join(function),
+                zip: target_dir()
+                    .join("lambda")
+                    .join(function)
+                    .join("bootstrap.zip"),
+            };
+            for file in [&artifact.binary, &artifact.zip] {
+                if !file.is_file() {
+                    bail!("cargo lambda succeeded but {} is missing", file.display());
+                }
+            }
+            Ok(artifact)
+        })
+        .collect()
+}
+
+/// Both functions, for deploy.
+pub fn build(venv: &Venv, arch: LambdaArchitecture) -> Result<Built> {
+    let mut built = build_functions(venv, arch, &[AGENT, AGGREGATOR])?.into_iter();
+    match (built.next(), built.next()) {
+        (Some(agent), Some(aggregator)) => Ok(Built {
+            agent: agent.zip,
+            aggregator: aggregator.zip,
+        }),
+        _ => bail!("cargo lambda built fewer functions than asked for"),
+    }
 }
 
 /// Prebuilt zips from a directory: `agent.zip` and `aggregator.zip`.
