@@ -8,7 +8,7 @@
 //! 15 minutes rarely finds a warm environment), billed from spawn to the
 //! answer, init included (Lambda bills the init phase); each aggregator
 //! invocation carries one message (no batching, the worst case); the tick
-//! runs every 5 minutes and reads every coverage item; free tiers are left
+//! runs every minute (the audit template's schedule) and reads every coverage item; free tiers are left
 //! out.
 
 use serde::Serialize;
@@ -73,7 +73,7 @@ impl Fleet {
         events_per_account_day: 1e6,
         matching: 0.0001,
         heartbeat_minutes: 15.0,
-        tick_minutes: 5.0,
+        tick_minutes: 1.0,
         days_per_month: 730.0 / 24.0,
     };
 }
@@ -395,7 +395,7 @@ mod tests {
         let days = 730.0 / 24.0;
         let signals = 100.0 * 1e6 * 1e-4 * days; // 304,167
         let heartbeats = 100.0 * 17.0 * 96.0 * days; // 4,964,000
-        let ticks = 288.0 * days;
+        let ticks = 1440.0 * days; // every minute
         let usd = |service: &str, unit: &str| -> f64 {
             model
                 .lines

@@ -87,7 +87,14 @@ pub fn build_functions(
         .current_dir(workspace_root())
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", target_dir())
-        .args(["lambda", "build", "--release", flag, "--output-format", "zip"]);
+        .args([
+            "lambda",
+            "build",
+            "--release",
+            flag,
+            "--output-format",
+            "zip",
+        ]);
     for function in functions {
         command.args(["-p", function, "--bin", function]);
     }
