@@ -402,10 +402,13 @@ impl Aggregator {
                 }
                 match self.slack.send(&request, deadline).await {
                     Ok(sent) => {
-                        let ts = sent.ts.unwrap_or_else(|| WEBHOOK_ROOT.to_owned());
+                        let ts = sent.ts.as_deref().unwrap_or(WEBHOOK_ROOT);
                         self.store
-                            .record_notified(id, &ts, session.event_count, Some(now))
+                            .record_notified(id, ts, session.event_count, Some(now))
                             .await?;
+                        if let (Some(channel), Some(ts)) = (&sent.channel, &sent.ts) {
+                            self.record_link(id, channel, ts, deadline).await?;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(session_id = %id, error = %e, "root message not sent; pending");
@@ -430,6 +433,29 @@ impl Aggregator {
                 Ok(())
             }
         }
+    }
+
+    /// Keep where a root message is, for `audit sessions`: its channel and
+    /// permalink. The alert is out already, so a link Slack did not give
+    /// is logged and left out; the channel and `ts` still locate it.
+    async fn record_link(
+        &self,
+        session_id: &str,
+        channel: &str,
+        ts: &str,
+        deadline: Instant,
+    ) -> Result<(), AggregatorError> {
+        let link = match self.slack.permalink(channel, ts, deadline).await {
+            Ok(link) => Some(link),
+            Err(e) => {
+                tracing::warn!(session_id = %session_id, error = %e, "no permalink for the root message");
+                None
+            }
+        };
+        Ok(self
+            .store
+            .record_root_link(session_id, channel, link.as_deref())
+            .await?)
     }
 
     /// The scheduled tick: coverage alerts, then pending Slack messages.

@@ -9,11 +9,17 @@
 //!   target is a fresh SQS queue, and reading back what it delivered;
 //!   [`new_signal_bus`]: a central bus routing signals to a queue;
 //! - [`fixtures`]: the fixture corpus as raw JSON documents;
+//! - [`watch_list`], [`signal_envelope`], [`heartbeat_envelope`],
+//!   [`sqs_batch`]: what agents put on the central bus, as the aggregator
+//!   receives it;
+//! - [`proxy`]: a recording HTTP proxy in front of moto, for checking
+//!   which AWS operations another process made;
 //! - [`lambda`]: `cargo lambda watch` as the Runtime API for the real
 //!   `bootstrap` binaries;
 //! - [`unique`]: names that do not collide between tests sharing one moto.
 
 pub mod lambda;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,8 +29,13 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_eventbridge::types::{RuleState, Target};
 use aws_sdk_sqs::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use glasswatch_core::input::for_each_document;
-use serde_json::Value;
+use glasswatch_core::signal::{
+    HEARTBEAT_DETAIL_TYPE, SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, build_signal,
+};
+use glasswatch_core::{Config, Record, WatchList, classify};
+use serde_json::{Value, json};
 
 /// The moto server started by `cargo xtask test`.
 ///
@@ -247,4 +258,72 @@ pub fn fixtures() -> Vec<Fixture> {
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     out
+}
+
+/// The watch list of the repository's `glasswatch.toml`.
+///
+/// # Panics
+/// When that file is unreadable or invalid: it is part of the repo.
+pub fn watch_list() -> WatchList {
+    let path = workspace_root().join("glasswatch.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    Config::parse(&text, "glasswatch.toml")
+        .unwrap_or_else(|e| panic!("glasswatch.toml: {e}"))
+        .watch_list()
+        .unwrap_or_else(|e| panic!("glasswatch.toml: {e:?}"))
+}
+
+/// The envelope an agent puts on the central bus for a CloudTrail
+/// `record` the watch list flags, sent by account `sender` (an envelope
+/// without one when `None`).
+pub fn signal_envelope(
+    watch: &WatchList,
+    record: &Value,
+    sender: Option<&str>,
+) -> anyhow::Result<String> {
+    let parsed = Record::from_value(record).context("the record does not parse")?;
+    let detections = classify(watch, &parsed);
+    anyhow::ensure!(
+        !detections.is_empty(),
+        "the watch list flags nothing in {record}"
+    );
+    let (signal, _) = build_signal(record, detections, "test", &parsed.account, &parsed.region)
+        .context("the signal does not build")?;
+    let mut envelope = json!({
+        "version": "0", "id": unique("env"), "detail-type": SIGNAL_DETAIL_TYPE,
+        "source": SIGNAL_SOURCE, "time": parsed.event_time, "region": "eu-west-1",
+        "resources": [], "detail": signal
+    });
+    if let Some(sender) = sender {
+        envelope["account"] = json!(sender);
+    }
+    Ok(envelope.to_string())
+}
+
+/// A heartbeat envelope from the agent in `account` and `region`.
+pub fn heartbeat_envelope(account: &str, region: &str, sent_at: &str, trail: &str) -> String {
+    json!({
+        "version": "0", "id": unique("hb"), "detail-type": HEARTBEAT_DETAIL_TYPE,
+        "source": SIGNAL_SOURCE, "account": account, "region": region,
+        "detail": {"schema_version": 1, "account": account, "region": region,
+            "agent_version": "0.1.0", "sent_at": sent_at, "trail": trail, "trails": ["org"]}
+    })
+    .to_string()
+}
+
+/// An SQS batch of these message bodies, as Lambda hands it over.
+pub fn sqs_batch(bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(body.clone());
+            m
+        })
+        .collect();
+    event
 }

@@ -5,6 +5,8 @@
 //! processes and prints.
 //!
 //! Layout:
+//! - `audit`: queries of the audit store (sessions, timelines, detections,
+//!   evidence packs, coverage);
 //! - `replay`: recorded events through the detector;
 //! - `test`: the one test command (tools into `target/py`, moto, fmt,
 //!   clippy, every test);
@@ -15,6 +17,7 @@
 //! - `runtime_api`: local stand-ins for the Lambda Runtime API and
 //!   EventBridge on a tiny `std` HTTP/1.1 server, for `bench`.
 
+mod audit;
 mod bench;
 mod moto;
 mod python;
@@ -50,8 +53,9 @@ enum Command {
     Destroy,
     /// Coverage of accounts and regions (not built yet).
     Status,
-    /// Query the audit store (not built yet).
-    Audit,
+    /// Query the audit store: sessions, a session's timeline, detections
+    /// by kind, evidence packs, coverage.
+    Audit(audit::Args),
     /// The whole pipeline on local emulated AWS (not built yet).
     Demo,
     /// Performance figures against their targets: the agent's init time,
@@ -65,7 +69,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Deploy | Command::Destroy | Command::Status | Command::Audit | Command::Demo => {
+        Command::Audit(args) => audit::run(&args),
+        Command::Deploy | Command::Destroy | Command::Status | Command::Demo => {
             eprintln!(
                 "error: `{}` is not built yet in this version of Glasswatch; see the open issues",
                 format!("{:?}", cli.command).to_lowercase()
