@@ -43,7 +43,7 @@ pub fn python_tool(name: &str) -> PathBuf {
     PathBuf::from(bin).join(name)
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

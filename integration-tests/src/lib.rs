@@ -14,11 +14,14 @@
 //!   receives it;
 //! - [`proxy`]: a recording HTTP proxy in front of moto, for checking
 //!   which AWS operations another process made;
+//! - [`moto`]: a moto server of a test's own, for heavy writers;
+//!   [`sdk_config_at`]: SDK configuration for it;
 //! - [`lambda`]: `cargo lambda watch` as the Runtime API for the real
 //!   `bootstrap` binaries;
 //! - [`unique`]: names that do not collide between tests sharing one moto.
 
 pub mod lambda;
+pub mod moto;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
@@ -54,9 +57,14 @@ pub fn moto_endpoint() -> String {
 /// SDK configuration for moto: fixed test credentials, the given region,
 /// and the endpoint override. No real AWS is ever reached.
 pub async fn sdk_config(region: &str) -> SdkConfig {
+    sdk_config_at(&moto_endpoint(), region).await
+}
+
+/// SDK configuration for the moto at `endpoint` (see [`sdk_config`]).
+pub async fn sdk_config_at(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .endpoint_url(moto_endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .load()
         .await

@@ -91,14 +91,6 @@ impl RecordingProxy {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-
-    /// Forget what was recorded.
-    pub fn clear(&self) {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
 }
 
 /// One connection: requests until the client closes it.
