@@ -330,7 +330,11 @@ impl Reader {
     /// Sessions that started in `range`, newest first, from the index
     /// `key` names. Other filters are the caller's to apply.
     pub fn sessions(&self, key: &SessionKey, range: &Range) -> SessionStream<'_> {
-        let one = |index, partition: String| vec![Source::new([self.index_query(index, partition, range, true)])];
+        let one = |index, partition: String| {
+            vec![Source::new([
+                self.index_query(index, partition, range, true)
+            ])]
+        };
         let (sources, index_items) = match key {
             SessionKey::Principal(p) => (one(GSI_BY_PRINCIPAL, format!("PRINCIPAL#{p}")), false),
             SessionKey::Account(a) => (one(GSI_BY_ACCOUNT, format!("ACCOUNT#{a}")), true),
@@ -380,7 +384,8 @@ impl Reader {
             .iter()
             .map(|kind| {
                 Source::new(months.iter().map(|m| {
-                    let mut q = self.index_query(GSI_BY_KIND, kind_partition(*kind, m), range, true);
+                    let mut q =
+                        self.index_query(GSI_BY_KIND, kind_partition(*kind, m), range, true);
                     if let Some(a) = account {
                         q = q
                             .filter_expression("#account = :account")

@@ -363,8 +363,7 @@ async fn a_slack_outage_leaves_the_message_pending_until_the_tick_sends_it() {
 async fn coverage_alerts_once_when_heartbeats_stop_and_once_when_they_resume() {
     let bed = bed(200).await;
     let member = bed.member.clone();
-    let heartbeat =
-        |sent_at: &str| heartbeat_envelope(&member, "ap-south-1", sent_at, "logging");
+    let heartbeat = |sent_at: &str| heartbeat_envelope(&member, "ap-south-1", sent_at, "logging");
     let agg = &bed.aggregator;
     agg.handle_batch(
         &batch(&[heartbeat("2026-10-14T15:00:00Z")]),

@@ -919,7 +919,16 @@ mod tests {
             Ok(1_790_812_800 + 43_200)
         );
         for bad in [
-            "", "7", "d", "-7d", "7x", "7 d", "1.5h", "2026-13-01", "yesterday", "7dd",
+            "",
+            "7",
+            "d",
+            "-7d",
+            "7x",
+            "7 d",
+            "1.5h",
+            "2026-13-01",
+            "yesterday",
+            "7dd",
         ] {
             let e = parse_time_arg(bad, NOW).unwrap_err();
             assert_eq!(e, TimeArgError::Invalid(bad.to_owned()), "{bad}");
@@ -1078,10 +1087,7 @@ mod tests {
             assert!(f.starts_with("\"'"), "{lead:?} → {f}");
         }
         assert_eq!(csv_field(""), "");
-        assert_eq!(
-            csv_record(&["a", "b,c", "=1"]),
-            "a,\"b,c\",\"'=1\"\r\n"
-        );
+        assert_eq!(csv_record(&["a", "b,c", "=1"]), "a,\"b,c\",\"'=1\"\r\n");
     }
 
     /// A reader of RFC 4180 gets back each field (with the guard's `'`).
@@ -1136,8 +1142,18 @@ mod tests {
         };
         let items = [
             item("222233334444", "eu-west-1", NOW - 60, TrailStatus::Logging),
-            item("111122223333", "us-east-1", NOW - 3_600, TrailStatus::Logging),
-            item("111122223333", "eu-west-1", NOW - 60, TrailStatus::NotLogging),
+            item(
+                "111122223333",
+                "us-east-1",
+                NOW - 3_600,
+                TrailStatus::Logging,
+            ),
+            item(
+                "111122223333",
+                "eu-west-1",
+                NOW - 60,
+                TrailStatus::NotLogging,
+            ),
         ];
         let names = BTreeMap::from([("111122223333".to_owned(), "prod".to_owned())]);
         let table = coverage_table(&items, None, &names, NOW, 900);
@@ -1168,13 +1184,25 @@ mod tests {
             ),
         ]);
         let table = coverage_table(&items, Some(&stacks), &names, NOW, 900);
-        assert_eq!(table.header.last().map(String::as_str), Some("STACK INSTANCE"));
+        assert_eq!(
+            table.header.last().map(String::as_str),
+            Some("STACK INSTANCE")
+        );
         assert_eq!(table.rows.len(), 4);
         assert_eq!(table.rows[0][7], "CURRENT");
         assert_eq!(table.rows[1][7], "");
         assert_eq!(
             table.rows[3],
-            ["333344445555", "eu-west-1", "no_heartbeat", "", "", "", "", "OUTDATED"]
+            [
+                "333344445555",
+                "eu-west-1",
+                "no_heartbeat",
+                "",
+                "",
+                "",
+                "",
+                "OUTDATED"
+            ]
         );
     }
 
@@ -1187,7 +1215,10 @@ mod tests {
             bytes: 3,
             sha256: "ab".repeat(32),
         });
-        assert_eq!(m.sha256sums(), format!("{}  sessions.csv\n", "ab".repeat(32)));
+        assert_eq!(
+            m.sha256sums(),
+            format!("{}  sessions.csv\n", "ab".repeat(32))
+        );
         assert_eq!(m.since, "2026-10-13T15:00:00Z");
         assert_eq!(
             session_file("6f1c-aa").as_deref(),

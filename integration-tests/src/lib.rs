@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_eventbridge::types::{RuleState, Target};
 use aws_sdk_sqs::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use glasswatch_core::input::for_each_document;
 use glasswatch_core::signal::{
     HEARTBEAT_DETAIL_TYPE, SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, build_signal,

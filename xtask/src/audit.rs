@@ -20,8 +20,8 @@ use glasswatch_aggregator::store::SessionItem;
 use glasswatch_core::audit::{
     DETECTION_COLUMNS, DetectionRow, EVENT_COLUMNS, EventRow, Manifest, ManifestFile, Range,
     SESSION_COLUMNS, SessionFilter, SessionKey, SessionRow, SlackThread, TIME_HINT, Table,
-    coverage_rows, coverage_table, csv_record, months, parse_kind, parse_severity,
-    session_file, session_heading,
+    coverage_rows, coverage_table, csv_record, months, parse_kind, parse_severity, session_file,
+    session_heading,
 };
 use glasswatch_core::{Config, DetectionKind};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -219,8 +219,9 @@ impl Settings {
             return Ok(Self {
                 name_prefix: config.name_prefix,
                 audit_region: None,
-                quiet_secs: i64::from(glasswatch_core::config::SessionConfig::default().quiet_minutes)
-                    * 60,
+                quiet_secs: i64::from(
+                    glasswatch_core::config::SessionConfig::default().quiet_minutes,
+                ) * 60,
                 heartbeat_secs: i64::from(config.heartbeat_minutes) * 60,
                 retention_days: glasswatch_core::config::StoreConfig::default().retention_days,
                 source: "defaults (no glasswatch.toml here; --config FILE names one)".to_owned(),
@@ -449,7 +450,13 @@ async fn sessions(
         if !filter.matches(&item.session) {
             continue;
         }
-        let row = SessionRow::new(&item.session, &slack_of(&item), &names, now, settings.quiet_secs);
+        let row = SessionRow::new(
+            &item.session,
+            &slack_of(&item),
+            &names,
+            now,
+            settings.quiet_secs,
+        );
         rows.push(&row, row.cells(), row.table_cells())?;
     }
     rows.finish("sessions")?;
@@ -481,7 +488,13 @@ async fn session(
         );
     }
     let names = aws.account_names().await;
-    let row = SessionRow::new(&item.session, &slack_of(&item), &names, now, settings.quiet_secs);
+    let row = SessionRow::new(
+        &item.session,
+        &slack_of(&item),
+        &names,
+        now,
+        settings.quiet_secs,
+    );
     let mut events = aws.reader.timeline(&item);
     let mut out = BufWriter::new(io::stdout().lock());
     let mut count = 0usize;
@@ -523,9 +536,7 @@ async fn events(
     format: Format,
 ) -> Result<ExitCode> {
     let names = aws.account_names().await;
-    let mut stream = aws
-        .reader
-        .detections(kinds, &months(range), range, account);
+    let mut stream = aws.reader.detections(kinds, &months(range), range, account);
     let mut rows = Rows::new(format, &DETECTION_COLUMNS)?;
     while let Some(d) = stream.next().await.context("reading detections")? {
         let row = DetectionRow::new(d.kind, &d.event, &d.session_id, &names);
@@ -561,8 +572,8 @@ struct PackFile {
 impl PackFile {
     fn create(dir: &Path, name: &str) -> Result<Self> {
         let path = dir.join(name);
-        let file = File::create_new(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        let file =
+            File::create_new(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(Self {
             name: name.to_owned(),
             path,
@@ -627,24 +638,19 @@ async fn export(
     let mut manifest = Manifest::new(aws.reader.table(), range, now);
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} {bar:30} {pos}/{len} events ({per_sec}, {eta})",
-        )
-        .expect("static template"),
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} events ({per_sec}, {eta})")
+            .expect("static template"),
     );
     let mut csv = PackFile::create(out, "sessions.csv")?;
     csv.write(csv_record(&SESSION_COLUMNS).as_bytes())?;
     let mut short = Vec::new();
-    let mut stream = aws
-        .reader
-        .sessions(&SessionKey::Time(months(range)), range);
+    let mut stream = aws.reader.sessions(&SessionKey::Time(months(range)), range);
     while let Some(item) = stream.next().await.context("reading sessions")? {
         let session = &item.session;
         let row = SessionRow::new(session, &slack_of(&item), &names, now, settings.quiet_secs);
         csv.write(csv_record(&row.cells()).as_bytes())?;
-        let name = session_file(&session.session_id).with_context(|| {
-            format!("session id {:?} cannot name a file", session.session_id)
-        })?;
+        let name = session_file(&session.session_id)
+            .with_context(|| format!("session id {:?} cannot name a file", session.session_id))?;
         bar.set_message(format!("{} sessions", manifest.sessions + 1));
         bar.inc_length(session.event_count);
         let mut file = PackFile::create(out, &name)?;
@@ -706,7 +712,10 @@ async fn export(
         for s in &short {
             eprintln!("warning: {s}");
         }
-        eprintln!("warning: the pack is incomplete for {} sessions", short.len());
+        eprintln!(
+            "warning: the pack is incomplete for {} sessions",
+            short.len()
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use glasswatch_aggregator::config::AggregatorConfig;
 use glasswatch_aggregator::handler::Aggregator;
 use glasswatch_aggregator::slack::SlackClient;
@@ -24,12 +25,11 @@ use glasswatch_core::session::SessionEvent;
 use glasswatch_core::{DetectionKind, Record, Severity, classify};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use aws_config::SdkConfig;
 use test_support::moto::PrivateMoto;
 use test_support::proxy::RecordingProxy;
 use test_support::{
-    heartbeat_envelope, sdk_config, sdk_config_at, signal_envelope, sqs_batch, unique,
-    watch_list, workspace_root,
+    heartbeat_envelope, sdk_config, sdk_config_at, signal_envelope, sqs_batch, unique, watch_list,
+    workspace_root,
 };
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -45,8 +45,7 @@ const BIG_INDEX: usize = 900;
 const BIG_EVENTS: usize = 20;
 const BIG_AGENT_BYTES: usize = 60_000;
 const NAMES: [&str; 5] = ["prod", "staging", "shared-services", "security", "sandbox"];
-const HOSTILE_PRINCIPAL: &str =
-    "=HYPERLINK(\"http://evil.example/\",\"x\"),\"q\"\nline2\u{1b}[31m:assumed-role/BreakGlassRole/s";
+const HOSTILE_PRINCIPAL: &str = "=HYPERLINK(\"http://evil.example/\",\"x\"),\"q\"\nline2\u{1b}[31m:assumed-role/BreakGlassRole/s";
 
 fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
@@ -93,7 +92,14 @@ fn role_session(account: &str, name: &str, key: &str) -> Value {
 }
 
 fn console_login(account: &str, time: i64, id: &str, identity: Value, ok: bool) -> Value {
-    let mut r = record(account, time, id, identity, "signin.amazonaws.com", "ConsoleLogin");
+    let mut r = record(
+        account,
+        time,
+        id,
+        identity,
+        "signin.amazonaws.com",
+        "ConsoleLogin",
+    );
     r["eventType"] = json!("AwsConsoleSignIn");
     r["responseElements"] = json!({"ConsoleLogin": if ok { "Success" } else { "Failure" }});
     r["additionalEventData"] = json!({"MFAUsed": "Yes"});
@@ -104,7 +110,14 @@ fn console_login(account: &str, time: i64, id: &str, identity: Value, ok: bool) 
 }
 
 fn assume_role(caller: &str, owner: &str, time: i64, id: &str, name: &str, key: &str) -> Value {
-    let mut r = record(caller, time, id, user(caller), "sts.amazonaws.com", "AssumeRole");
+    let mut r = record(
+        caller,
+        time,
+        id,
+        user(caller),
+        "sts.amazonaws.com",
+        "AssumeRole",
+    );
     r["requestParameters"] = json!({
         "roleArn": format!("arn:aws:iam::{owner}:role/BreakGlassRole"), "roleSessionName": name});
     r["responseElements"] = json!({
@@ -116,7 +129,14 @@ fn assume_role(caller: &str, owner: &str, time: i64, id: &str, name: &str, key: 
 
 /// A call by the break-glass role session `name` (key `key`) in `account`.
 fn call(account: &str, time: i64, id: &str, name: &str, key: &str, api: (&str, &str)) -> Value {
-    record(account, time, id, role_session(account, name, key), api.0, api.1)
+    record(
+        account,
+        time,
+        id,
+        role_session(account, name, key),
+        api.0,
+        api.1,
+    )
 }
 
 /// Session `i` of the scenario starts about `90 d - i·10 h` before `now`;
@@ -253,9 +273,11 @@ impl Respond for FakeSlack {
         match request.url.path() {
             "/api/chat.getPermalink" => {
                 let q: BTreeMap<String, String> = request.url.query_pairs().into_owned().collect();
-                ok(json!({"ok": true, "channel": q["channel"], "permalink": format!(
+                ok(
+                    json!({"ok": true, "channel": q["channel"], "permalink": format!(
                     "https://glasswatch-demo.slack.com/archives/{}/p{}",
-                    q["channel"], q["message_ts"].replace('.', ""))}))
+                    q["channel"], q["message_ts"].replace('.', ""))}),
+                )
             }
             _ => {
                 let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -447,7 +469,9 @@ async fn ok(proxy: &RecordingProxy, args: &[&str]) -> String {
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Session ids of `sessions --format json` output, in order.
@@ -462,7 +486,10 @@ async fn session_ids(proxy: &RecordingProxy, table: &str, filters: &[&str]) -> V
 
 /// The seeded sessions `keep` selects, newest first (by start, then id,
 /// as the indexes sort).
-fn expected(seed: &Seeded, keep: impl Fn(&glasswatch_core::session::Session) -> bool) -> Vec<String> {
+fn expected(
+    seed: &Seeded,
+    keep: impl Fn(&glasswatch_core::session::Session) -> bool,
+) -> Vec<String> {
     let mut out: Vec<&glasswatch_core::session::Session> = seed
         .sessions
         .values()
@@ -513,7 +540,11 @@ async fn audit_queries_over_a_seeded_store() {
     let now = now();
     let started = Instant::now();
     let seeded = seed(&aws, &org, scenario(&org.accounts, now), now, true).await;
-    assert_eq!(seeded.sessions.len(), SESSIONS + 3, "each scenario session is one");
+    assert_eq!(
+        seeded.sessions.len(),
+        SESSIONS + 3,
+        "each scenario session is one"
+    );
     let big = seed(&aws, &org, big_session(&org.accounts[0], now), now, false).await;
     assert_eq!(big.sessions.len(), 1);
     eprintln!("seeded in {:.0} s", started.elapsed().as_secs_f64());
@@ -531,7 +562,14 @@ async fn audit_queries_over_a_seeded_store() {
 
     let operations: BTreeSet<String> = proxy.requests().iter().map(|r| r.operation()).collect();
     let allowed = BTreeSet::from(
-        ["Query", "GetItem", "BatchGetItem", "DescribeStacks", "ListAccounts"].map(String::from),
+        [
+            "Query",
+            "GetItem",
+            "BatchGetItem",
+            "DescribeStacks",
+            "ListAccounts",
+        ]
+        .map(String::from),
     );
     assert!(
         operations.is_subset(&allowed),
@@ -551,7 +589,8 @@ async fn filters_return_exactly_the_expected_sessions(
 
     // Boundaries: --since is inclusive, --until exclusive, to the second.
     let (since, until) = (rfc3339(t(40)), rfc3339(t(60)));
-    let range = |s: &glasswatch_core::session::Session| t(40) <= s.first_seen && s.first_seen < t(60);
+    let range =
+        |s: &glasswatch_core::session::Session| t(40) <= s.first_seen && s.first_seen < t(60);
     let got = session_ids(proxy, table, &["--since", &since, "--until", &until]).await;
     assert_eq!(got, expected(seed, range));
     assert_eq!(got.last(), Some(&seed.by_index[&40]), "since is inclusive");
@@ -577,7 +616,11 @@ async fn filters_return_exactly_the_expected_sessions(
     let principal = format!("arn:aws:iam::{}:user/break-glass-1", seed.accounts[0]);
     let by_principal = session_ids(proxy, table, &["--principal", &principal]).await;
     assert!(by_principal.len() > 10);
-    assert_eq!(by_principal, expected(seed, |s| s.principal == principal), "by principal");
+    assert_eq!(
+        by_principal,
+        expected(seed, |s| s.principal == principal),
+        "by principal"
+    );
     assert_eq!(
         session_ids(proxy, table, &["--severity", "high"]).await,
         expected(seed, |s| s.severity >= Severity::High),
@@ -588,7 +631,14 @@ async fn filters_return_exactly_the_expected_sessions(
         session_ids(
             proxy,
             table,
-            &["--severity", "critical", "--account", account, "--since", &since]
+            &[
+                "--severity",
+                "critical",
+                "--account",
+                account,
+                "--since",
+                &since
+            ]
         )
         .await,
         expected(seed, |s| s.severity == Severity::Critical
@@ -603,7 +653,10 @@ async fn filters_return_exactly_the_expected_sessions(
     // A row has everything the table shows.
     let rows = json_lines(&ok(proxy, &["sessions", "--table", table, "--format", "json"]).await);
     let id = &seed.by_index[&2];
-    let row = rows.iter().find(|r| r["session_id"] == id.as_str()).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["session_id"] == id.as_str())
+        .unwrap();
     let (session, ids) = &seed.sessions[id];
     assert_eq!(row["entry_path"], "sts:AssumeRole");
     assert_eq!(row["event_count"], ids.len());
@@ -626,7 +679,11 @@ async fn timelines_and_detections_page_past_one_megabyte(seed: &Seeded, proxy: &
     let big = &seed.by_index[&BIG_INDEX];
     let (session, ids) = &seed.sessions[big];
     let mark = proxy.requests().len();
-    let text = ok(proxy, &["session", big, "--table", table, "--format", "json"]).await;
+    let text = ok(
+        proxy,
+        &["session", big, "--table", table, "--format", "json"],
+    )
+    .await;
     let timeline: Value = serde_json::from_str(&text).unwrap();
     let got: Vec<&str> = timeline["events"]
         .as_array()
@@ -650,8 +707,17 @@ async fn timelines_and_detections_page_past_one_megabyte(seed: &Seeded, proxy: &
         &ok(
             proxy,
             &[
-                "events", "--table", table, "--since", &since, "--until", &until, "--kind",
-                "session_activity", "--format", "json",
+                "events",
+                "--table",
+                table,
+                "--since",
+                &since,
+                "--until",
+                &until,
+                "--kind",
+                "session_activity",
+                "--format",
+                "json",
             ],
         )
         .await,
@@ -663,7 +729,10 @@ async fn timelines_and_detections_page_past_one_megabyte(seed: &Seeded, proxy: &
         .filter(|e| session.first_seen <= e.time && e.time <= session.last_seen)
         .collect();
     want.sort_by(|a, b| (b.time, &b.event_id).cmp(&(a.time, &a.event_id)));
-    let got: Vec<&str> = lines.iter().map(|l| l["event_id"].as_str().unwrap()).collect();
+    let got: Vec<&str> = lines
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap())
+        .collect();
     let want: Vec<&str> = want.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(got, want, "newest first, across pages");
     assert!(lines.iter().all(|l| l["session_id"] == big.as_str()));
@@ -698,7 +767,17 @@ async fn every_tampering_in_a_period_and_an_account(
     };
     let all = got(ok(
         proxy,
-        &["events", "--table", table, "--since", "91d", "--kind", "monitoring_tamper", "--format", "json"],
+        &[
+            "events",
+            "--table",
+            table,
+            "--since",
+            "91d",
+            "--kind",
+            "monitoring_tamper",
+            "--format",
+            "json",
+        ],
     )
     .await);
     assert_eq!(all, tamper(None));
@@ -707,8 +786,17 @@ async fn every_tampering_in_a_period_and_an_account(
     let mine = got(ok(
         proxy,
         &[
-            "events", "--table", table, "--since", "91d", "--kind", "monitoring_tamper",
-            "--account", account, "--format", "json",
+            "events",
+            "--table",
+            table,
+            "--since",
+            "91d",
+            "--kind",
+            "monitoring_tamper",
+            "--account",
+            account,
+            "--format",
+            "json",
         ],
     )
     .await);
@@ -725,20 +813,37 @@ async fn csv_and_tables_are_safe_with_hostile_strings(
     let csv = ok(proxy, &["sessions", "--table", table, "--format", "csv"]).await;
     let rows = parse_csv(&csv);
     assert_eq!(rows[0], SESSION_COLUMNS);
-    assert_eq!(rows.len(), seed.sessions.len() + 1, "one record per session");
+    assert_eq!(
+        rows.len(),
+        seed.sessions.len() + 1,
+        "one record per session"
+    );
     assert!(rows.iter().all(|r| r.len() == SESSION_COLUMNS.len()));
     let row = rows.iter().find(|r| &r[0] == hostile).unwrap();
     // The principal comes back whole, defused by a leading quote.
     assert_eq!(row[3], format!("'{HOSTILE_PRINCIPAL}"));
-    assert!(rows.iter().skip(1).all(|r| !r.iter().any(|f| f.starts_with(['=', '+', '-', '@']))));
+    assert!(
+        rows.iter()
+            .skip(1)
+            .all(|r| !r.iter().any(|f| f.starts_with(['=', '+', '-', '@'])))
+    );
 
     // Tables keep escapes and line breaks off the terminal.
     let text = ok(proxy, &["session", hostile, "--table", table]).await;
     assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text}");
-    assert!(text.contains("=HYPERLINK(\"http://evil.example/\",\"x\"),\"q\"\u{fffd}line2\u{fffd}[31m"));
-    assert!(text.contains("=1+1,\"x\"\u{fffd}\u{fffd}@evil"), "source IP: {text}");
+    assert!(
+        text.contains("=HYPERLINK(\"http://evil.example/\",\"x\"),\"q\"\u{fffd}line2\u{fffd}[31m")
+    );
+    assert!(
+        text.contains("=1+1,\"x\"\u{fffd}\u{fffd}@evil"),
+        "source IP: {text}"
+    );
     assert!(text.trim_end().ends_with("1 events"), "{text}");
-    let text = ok(proxy, &["sessions", "--table", table, "--account", &seed.accounts[2]]).await;
+    let text = ok(
+        proxy,
+        &["sessions", "--table", table, "--account", &seed.accounts[2]],
+    )
+    .await;
     let count = expected(seed, |s| s.accounts.contains(&seed.accounts[2])).len();
     assert_eq!(text.lines().count(), count + 2, "header, rows, count");
     assert!(text.lines().next().unwrap().starts_with("SESSION  "));
@@ -752,7 +857,10 @@ async fn csv_and_tables_are_safe_with_hostile_strings(
     assert!(text.contains("TerminateInstances") && text.contains("Client.UnauthorizedOperation"));
     let count = seed.sessions[assume].1.len();
     assert_eq!(count, 3);
-    assert!(text.trim_end().ends_with(&format!("{count} events")), "{text}");
+    assert!(
+        text.trim_end().ends_with(&format!("{count} events")),
+        "{text}"
+    );
 }
 
 async fn the_evidence_pack_verifies(
@@ -765,7 +873,17 @@ async fn the_evidence_pack_verifies(
     let (since, until) = (rfc3339(t(95)), rfc3339(t(106)));
     ok(
         proxy,
-        &["export", "--table", table, "--since", &since, "--until", &until, "--out", out.to_str().unwrap()],
+        &[
+            "export",
+            "--table",
+            table,
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--out",
+            out.to_str().unwrap(),
+        ],
     )
     .await;
     let ids = expected(seed, |s| t(95) <= s.first_seen && s.first_seen < t(106));
@@ -787,7 +905,14 @@ async fn the_evidence_pack_verifies(
     }
     let mut on_disk = BTreeSet::new();
     for entry in walk(&out) {
-        on_disk.insert(entry.strip_prefix(&out).unwrap().to_str().unwrap().to_owned());
+        on_disk.insert(
+            entry
+                .strip_prefix(&out)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let mut listed: BTreeSet<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
     listed.extend(["manifest.json".to_owned(), "SHA256SUMS".to_owned()]);
@@ -800,20 +925,37 @@ async fn the_evidence_pack_verifies(
     for id in &ids {
         let text = std::fs::read_to_string(out.join(format!("sessions/{id}.jsonl"))).unwrap();
         let lines: Vec<Value> = json_lines(&text);
-        let want: Vec<&Value> = seed.sessions[id].1.iter().map(|e| &seed.records[e]).collect();
+        let want: Vec<&Value> = seed.sessions[id]
+            .1
+            .iter()
+            .map(|e| &seed.records[e])
+            .collect();
         assert_eq!(lines.iter().collect::<Vec<_>>(), want, "session {id}");
     }
     let csv = parse_csv(&std::fs::read_to_string(out.join("sessions.csv")).unwrap());
     assert_eq!(csv[0], SESSION_COLUMNS);
     let got: Vec<&str> = csv[1..].iter().map(|r| r[0].as_str()).collect();
     assert_eq!(got, ids);
-    let hostile = csv.iter().find(|r| r[0] == seed.by_index[&HOSTILE_INDEX]).unwrap();
+    let hostile = csv
+        .iter()
+        .find(|r| r[0] == seed.by_index[&HOSTILE_INDEX])
+        .unwrap();
     assert_eq!(hostile[3], format!("'{HOSTILE_PRINCIPAL}"));
 
     // A pack never overwrites one.
     let again = audit(
         proxy,
-        &["export", "--table", table, "--since", &since, "--until", &until, "--out", out.to_str().unwrap()],
+        &[
+            "export",
+            "--table",
+            table,
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--out",
+            out.to_str().unwrap(),
+        ],
     )
     .await;
     assert!(!again.status.success());
@@ -881,7 +1023,10 @@ async fn the_table_is_found_from_the_audit_stack(
     let config = std::env::temp_dir().join(format!("{prefix}.toml"));
     std::fs::write(
         &config,
-        text.replace("name_prefix = \"glasswatch\"", &format!("name_prefix = \"{prefix}\"")),
+        text.replace(
+            "name_prefix = \"glasswatch\"",
+            &format!("name_prefix = \"{prefix}\""),
+        ),
     )
     .unwrap();
     let config = config.to_str().unwrap();
@@ -889,7 +1034,10 @@ async fn the_table_is_found_from_the_audit_stack(
     let out = audit(proxy, &["sessions", "--config", config]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{prefix}-audit")) && stderr.contains("--table"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{prefix}-audit")) && stderr.contains("--table"),
+        "{stderr}"
+    );
 
     let template = json!({
         "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
@@ -915,13 +1063,28 @@ async fn bad_dates_and_flags_fail_with_a_hint() {
     for (args, hint) in [
         (vec!["sessions", "--since", "7x"], "such as 7d"),
         (vec!["sessions", "--until", "2026-13-01"], "such as 7d"),
-        (vec!["sessions", "--since", "1d", "--until", "2d"], "is not before"),
+        (
+            vec!["sessions", "--since", "1d", "--until", "2d"],
+            "is not before",
+        ),
         (vec!["events", "--since", "yesterday"], "RFC 3339"),
-        (vec!["export", "--since", "7d", "--until", "later", "--out", "x"], "such as 7d"),
+        (
+            vec!["export", "--since", "7d", "--until", "later", "--out", "x"],
+            "such as 7d",
+        ),
         (vec!["events"], "--since <TIME>"),
-        (vec!["sessions", "--severity", "urgent"], "possible values: info, medium, high, critical"),
-        (vec!["events", "--since", "7d", "--kind", "tamper"], "monitoring_tamper"),
-        (vec!["sessions", "--acount", "1"], "tip: a similar argument exists: '--account'"),
+        (
+            vec!["sessions", "--severity", "urgent"],
+            "possible values: info, medium, high, critical",
+        ),
+        (
+            vec!["events", "--since", "7d", "--kind", "tamper"],
+            "monitoring_tamper",
+        ),
+        (
+            vec!["sessions", "--acount", "1"],
+            "tip: a similar argument exists: '--account'",
+        ),
     ] {
         let mut args = args;
         args.extend(["--table", "t"]);
@@ -944,7 +1107,11 @@ async fn seed_a_demo_table() {
     let now = now();
     let seeded = seed(&aws, &org, scenario(&org.accounts, now), now, true).await;
     println!("table: {}", seeded.table);
-    for (label, i) in [("assume-role", 8), ("tamper", 16), ("hostile", HOSTILE_INDEX)] {
+    for (label, i) in [
+        ("assume-role", 8),
+        ("tamper", 16),
+        ("hostile", HOSTILE_INDEX),
+    ] {
         println!("{label} session: {}", seeded.by_index[&i]);
     }
 }
