@@ -427,13 +427,7 @@ impl SlackClient {
         };
         let link: Link = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
         if !(link.ok && status.is_success()) {
-            let code = link
-                .error
-                .as_deref()
-                .map(excerpt)
-                .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| format!("http_{}", status.as_u16()));
-            return Err(api_error(code, retry_after));
+            return Err(refused(link.error.as_deref(), status, retry_after));
         }
         // Shown in terminals and spreadsheets: an https URL of printable
         // ASCII only.
@@ -549,13 +543,17 @@ fn bot_answer(
             attempts: 0,
         });
     }
-    let code = answer
-        .error
-        .as_deref()
+    Err(refused(answer.error.as_deref(), status, retry_after))
+}
+
+/// The error of an answer that was not `ok`: its `error` code, else the
+/// HTTP status.
+fn refused(error: Option<&str>, status: StatusCode, retry_after: Option<Duration>) -> SlackError {
+    let code = error
         .map(excerpt)
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| format!("http_{}", status.as_u16()));
-    Err(api_error(code, retry_after))
+    api_error(code, retry_after)
 }
 
 fn api_error(code: String, retry_after: Option<Duration>) -> SlackError {

@@ -629,6 +629,18 @@ impl Store {
         items
     }
 
+    /// An update of the session item `session_id`.
+    fn update_session(
+        &self,
+        session_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SESSION#{session_id}")))
+            .key("sk", s("SESSION"))
+    }
+
     /// Claim the right to post a session's root message. Exactly one
     /// claimant wins until the claim goes stale (`stale_before`), which
     /// frees a claim whose holder died.
@@ -640,11 +652,7 @@ impl Store {
         stale_before: i64,
     ) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SESSION#{session_id}")))
-            .key("sk", s("SESSION"))
+            .update_session(session_id)
             .update_expression("SET root_claim = :me, root_claimed_at = :now")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(root_ts) \
@@ -661,11 +669,7 @@ impl Store {
     /// Give up a claim (the post failed), so a retry can claim again.
     pub async fn release_root(&self, session_id: &str, claimant: &str) -> Result<(), StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SESSION#{session_id}")))
-            .key("sk", s("SESSION"))
+            .update_session(session_id)
             .update_expression("REMOVE root_claim, root_claimed_at")
             .condition_expression("root_claim = :me")
             .expression_attribute_values(":me", s(claimant))
@@ -686,11 +690,7 @@ impl Store {
         digest_sent_at: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SESSION#{session_id}")))
-            .key("sk", s("SESSION"))
+            .update_session(session_id)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":ts", s(root_ts))
             .expression_attribute_values(":count", n(notified_count))
@@ -727,11 +727,7 @@ impl Store {
         permalink: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SESSION#{session_id}")))
-            .key("sk", s("SESSION"))
+            .update_session(session_id)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":channel", s(channel))
             .update_expression("SET root_channel = :channel");

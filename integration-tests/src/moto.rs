@@ -7,15 +7,12 @@
 //! writes (gigabytes for a few hundred ingests). This server runs with
 //! that dashboard tracking off; AWS behaviour is unchanged.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::lambda::{free_port, python_tool};
-use crate::workspace_root;
+use crate::lambda::{free_port, log_file, python_tool, wait_until_listening};
 
 /// Start moto's server with instance tracking off: `BaseModel.__new__`
 /// without the append to `instances_tracked`.
@@ -41,13 +38,7 @@ impl PrivateMoto {
     /// Start it from the test virtualenv and wait until it listens.
     pub fn start() -> Result<Self> {
         let port = free_port()?;
-        let logs = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-        std::fs::create_dir_all(&logs)
-            .with_context(|| format!("cannot create {}", logs.display()))?;
-        let log = logs.join(format!("moto-private-{port}.log"));
-        let out = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
+        let (log, out) = log_file(&format!("moto-private-{port}.log"))?;
         let python = python_tool("python");
         let child = Command::new(&python)
             .args(["-c", LAUNCH, "-H", "127.0.0.1", "-p", &port.to_string()])
@@ -61,22 +52,7 @@ impl PrivateMoto {
             endpoint: format!("http://127.0.0.1:{port}"),
             log,
         };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = moto.child.try_wait()? {
-                bail!(
-                    "moto exited ({status}) before listening; see {}",
-                    moto.log.display()
-                );
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!(
-                    "moto did not listen within 30 s; see {}",
-                    moto.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_listening(&mut moto.child, port, "moto", &moto.log)?;
         Ok(moto)
     }
 }

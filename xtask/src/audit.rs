@@ -428,12 +428,19 @@ impl Rows {
     }
 }
 
-fn slack_of(item: &SessionItem) -> SlackThread<'_> {
-    SlackThread {
+/// A stored session as a row.
+fn session_row(
+    item: &SessionItem,
+    names: &BTreeMap<String, String>,
+    now: i64,
+    settings: &Settings,
+) -> SessionRow {
+    let slack = SlackThread {
         root_ts: item.root_ts.as_deref(),
         channel: item.root_channel.as_deref(),
         permalink: item.slack_permalink.as_deref(),
-    }
+    };
+    SessionRow::new(&item.session, &slack, names, now, settings.quiet_secs)
 }
 
 async fn sessions(
@@ -450,13 +457,7 @@ async fn sessions(
         if !filter.matches(&item.session) {
             continue;
         }
-        let row = SessionRow::new(
-            &item.session,
-            &slack_of(&item),
-            &names,
-            now,
-            settings.quiet_secs,
-        );
+        let row = session_row(&item, &names, now, settings);
         rows.push(&row, row.cells(), row.table_cells())?;
     }
     rows.finish("sessions")?;
@@ -488,13 +489,7 @@ async fn session(
         );
     }
     let names = aws.account_names().await;
-    let row = SessionRow::new(
-        &item.session,
-        &slack_of(&item),
-        &names,
-        now,
-        settings.quiet_secs,
-    );
+    let row = session_row(&item, &names, now, settings);
     let mut events = aws.reader.timeline(&item);
     let mut out = BufWriter::new(io::stdout().lock());
     let mut count = 0usize;
@@ -647,7 +642,7 @@ async fn export(
     let mut stream = aws.reader.sessions(&SessionKey::Time(months(range)), range);
     while let Some(item) = stream.next().await.context("reading sessions")? {
         let session = &item.session;
-        let row = SessionRow::new(session, &slack_of(&item), &names, now, settings.quiet_secs);
+        let row = session_row(&item, &names, now, settings);
         csv.write(csv_record(&row.cells()).as_bytes())?;
         let name = session_file(&session.session_id)
             .with_context(|| format!("session id {:?} cannot name a file", session.session_id))?;

@@ -20,6 +20,7 @@ use glasswatch_aggregator::handler::Aggregator;
 use glasswatch_aggregator::slack::SlackClient;
 use glasswatch_aggregator::store::create_table;
 use glasswatch_core::audit::{Manifest, SESSION_COLUMNS};
+use glasswatch_core::config::SlackMode;
 use glasswatch_core::correlate::Ledger;
 use glasswatch_core::session::SessionEvent;
 use glasswatch_core::{DetectionKind, Record, Severity, classify};
@@ -353,21 +354,17 @@ async fn seed(
         .respond_with(FakeSlack(std::sync::atomic::AtomicU64::new(100)))
         .mount(&slack)
         .await;
-    let config = AggregatorConfig::from_lookup(|name| {
-        Some(
-            match name {
-                "GLASSWATCH_TABLE" => table.as_str(),
-                "GLASSWATCH_SLACK_MODE" => "bot",
-                "GLASSWATCH_SLACK_CHANNEL" => "C0GLASS",
-                "GLASSWATCH_SLACK_SECRET_ARN" => {
-                    "arn:aws:secretsmanager:eu-west-1:310987654321:secret:slack"
-                }
-                _ => return None,
-            }
-            .to_owned(),
-        )
-    })
-    .unwrap();
+    let config = AggregatorConfig {
+        table: table.clone(),
+        slack_mode: SlackMode::Bot,
+        slack_secret_arn: "arn:aws:secretsmanager:eu-west-1:310987654321:secret:slack".into(),
+        slack_channel: "C0GLASS".into(),
+        slack_api_url: format!("{}/api/", slack.uri()),
+        quiet_secs: QUIET,
+        retention_days: 2555,
+        heartbeat_secs: 900,
+        accounts_ttl: Duration::from_secs(300),
+    };
     let client = SlackClient::bot_with_api_base("xoxb-test", &format!("{}/api/", slack.uri()))
         .unwrap()
         .with_max_attempts(1);
@@ -439,13 +436,40 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// The binary under test, reached through a recording proxy.
+struct Cli {
+    proxy: RecordingProxy,
+    /// A hard link to the xtask binary: engineers share one target
+    /// directory, and another checkout's build may replace the binary
+    /// while this test runs.
+    bin: PathBuf,
+}
+
+impl Cli {
+    async fn start(upstream: &str) -> Self {
+        let built = Path::new(env!("CARGO_BIN_EXE_xtask"));
+        let bin = built.with_file_name(unique("xtask-under-test"));
+        std::fs::hard_link(built, &bin).unwrap();
+        Self {
+            proxy: RecordingProxy::start(upstream).await.unwrap(),
+            bin,
+        }
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.bin);
+    }
+}
+
 /// Run `xtask audit ARGS` in the workspace root through the proxy.
-async fn audit(proxy: &RecordingProxy, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+async fn audit(cli: &Cli, args: &[&str]) -> Output {
+    tokio::process::Command::new(&cli.bin)
         .current_dir(workspace_root())
         .arg("audit")
         .args(args)
-        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .env("AWS_ENDPOINT_URL", &cli.proxy.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "eu-west-1")
@@ -458,8 +482,8 @@ async fn audit(proxy: &RecordingProxy, args: &[&str]) -> Output {
 }
 
 /// Standard output of a run that must succeed.
-async fn ok(proxy: &RecordingProxy, args: &[&str]) -> String {
-    let out = audit(proxy, args).await;
+async fn ok(cli: &Cli, args: &[&str]) -> String {
+    let out = audit(cli, args).await;
     assert!(
         out.status.success(),
         "audit {args:?}: {}",
@@ -475,10 +499,10 @@ fn json_lines(text: &str) -> Vec<Value> {
 }
 
 /// Session ids of `sessions --format json` output, in order.
-async fn session_ids(proxy: &RecordingProxy, table: &str, filters: &[&str]) -> Vec<String> {
+async fn session_ids(cli: &Cli, table: &str, filters: &[&str]) -> Vec<String> {
     let mut args = vec!["sessions", "--table", table, "--format", "json"];
     args.extend(filters);
-    json_lines(&ok(proxy, &args).await)
+    json_lines(&ok(cli, &args).await)
         .iter()
         .map(|v| v["session_id"].as_str().unwrap().to_owned())
         .collect()
@@ -548,19 +572,19 @@ async fn audit_queries_over_a_seeded_store() {
     let big = seed(&aws, &org, big_session(&org.accounts[0], now), now, false).await;
     assert_eq!(big.sessions.len(), 1);
     eprintln!("seeded in {:.0} s", started.elapsed().as_secs_f64());
-    let proxy = RecordingProxy::start(&moto.endpoint).await.unwrap();
+    let cli = Cli::start(&moto.endpoint).await;
     let table = seeded.table.as_str();
     let t = |i: usize| seeded.sessions[&seeded.by_index[&i]].0.first_seen;
 
-    filters_return_exactly_the_expected_sessions(&seeded, &proxy, table, t).await;
-    timelines_and_detections_page_past_one_megabyte(&big, &proxy).await;
-    every_tampering_in_a_period_and_an_account(&seeded, &proxy, table).await;
-    csv_and_tables_are_safe_with_hostile_strings(&seeded, &proxy, table).await;
-    the_evidence_pack_verifies(&seeded, &proxy, table, t).await;
-    coverage_shows_health_per_account_and_region(&seeded, &proxy, table).await;
-    the_table_is_found_from_the_audit_stack(&seeded, &proxy, table, &aws).await;
+    filters_return_exactly_the_expected_sessions(&seeded, &cli, table, t).await;
+    timelines_and_detections_page_past_one_megabyte(&big, &cli).await;
+    every_tampering_in_a_period_and_an_account(&seeded, &cli, table).await;
+    csv_and_tables_are_safe_with_hostile_strings(&seeded, &cli, table).await;
+    the_evidence_pack_verifies(&seeded, &cli, table, t).await;
+    coverage_shows_health_per_account_and_region(&seeded, &cli, table).await;
+    the_table_is_found_from_the_audit_stack(&seeded, &cli, table, &aws).await;
 
-    let operations: BTreeSet<String> = proxy.requests().iter().map(|r| r.operation()).collect();
+    let operations: BTreeSet<String> = cli.proxy.requests().iter().map(|r| r.operation()).collect();
     let allowed = BTreeSet::from(
         [
             "Query",
@@ -580,41 +604,41 @@ async fn audit_queries_over_a_seeded_store() {
 
 async fn filters_return_exactly_the_expected_sessions(
     seed: &Seeded,
-    proxy: &RecordingProxy,
+    cli: &Cli,
     table: &str,
     t: impl Fn(usize) -> i64,
 ) {
     let all = expected(seed, |_| true);
-    assert_eq!(session_ids(proxy, table, &[]).await, all, "everything");
+    assert_eq!(session_ids(cli, table, &[]).await, all, "everything");
 
     // Boundaries: --since is inclusive, --until exclusive, to the second.
     let (since, until) = (rfc3339(t(40)), rfc3339(t(60)));
     let range =
         |s: &glasswatch_core::session::Session| t(40) <= s.first_seen && s.first_seen < t(60);
-    let got = session_ids(proxy, table, &["--since", &since, "--until", &until]).await;
+    let got = session_ids(cli, table, &["--since", &since, "--until", &until]).await;
     assert_eq!(got, expected(seed, range));
     assert_eq!(got.last(), Some(&seed.by_index[&40]), "since is inclusive");
     assert!(!got.contains(&seed.by_index[&60]), "until is exclusive");
     let just_after = rfc3339(t(40) + 1);
-    let got = session_ids(proxy, table, &["--since", &just_after, "--until", &until]).await;
+    let got = session_ids(cli, table, &["--since", &just_after, "--until", &until]).await;
     assert!(!got.contains(&seed.by_index[&40]));
     assert_eq!(got.len(), expected(seed, range).len() - 1);
 
     let week = seed.now - 7 * DAY;
     assert_eq!(
-        session_ids(proxy, table, &["--since", "7d"]).await,
+        session_ids(cli, table, &["--since", "7d"]).await,
         expected(seed, |s| s.first_seen >= week),
         "relative times"
     );
 
     let account = &seed.accounts[2];
     assert_eq!(
-        session_ids(proxy, table, &["--account", account]).await,
+        session_ids(cli, table, &["--account", account]).await,
         expected(seed, |s| s.accounts.contains(account)),
         "by account"
     );
     let principal = format!("arn:aws:iam::{}:user/break-glass-1", seed.accounts[0]);
-    let by_principal = session_ids(proxy, table, &["--principal", &principal]).await;
+    let by_principal = session_ids(cli, table, &["--principal", &principal]).await;
     assert!(by_principal.len() > 10);
     assert_eq!(
         by_principal,
@@ -622,14 +646,14 @@ async fn filters_return_exactly_the_expected_sessions(
         "by principal"
     );
     assert_eq!(
-        session_ids(proxy, table, &["--severity", "high"]).await,
+        session_ids(cli, table, &["--severity", "high"]).await,
         expected(seed, |s| s.severity >= Severity::High),
         "at least high"
     );
     let (account, since) = (&seed.accounts[1], rfc3339(t(100)));
     assert_eq!(
         session_ids(
-            proxy,
+            cli,
             table,
             &[
                 "--severity",
@@ -646,12 +670,12 @@ async fn filters_return_exactly_the_expected_sessions(
             && s.first_seen >= t(100)),
         "filters combine"
     );
-    let open = session_ids(proxy, table, &["--open"]).await;
+    let open = session_ids(cli, table, &["--open"]).await;
     assert_eq!(open.len(), 3);
     assert_eq!(open, expected(seed, |s| seed.now - s.last_seen < QUIET));
 
     // A row has everything the table shows.
-    let rows = json_lines(&ok(proxy, &["sessions", "--table", table, "--format", "json"]).await);
+    let rows = json_lines(&ok(cli, &["sessions", "--table", table, "--format", "json"]).await);
     let id = &seed.by_index[&2];
     let row = rows
         .iter()
@@ -674,16 +698,12 @@ async fn filters_return_exactly_the_expected_sessions(
     );
 }
 
-async fn timelines_and_detections_page_past_one_megabyte(seed: &Seeded, proxy: &RecordingProxy) {
+async fn timelines_and_detections_page_past_one_megabyte(seed: &Seeded, cli: &Cli) {
     let table = seed.table.as_str();
     let big = &seed.by_index[&BIG_INDEX];
     let (session, ids) = &seed.sessions[big];
-    let mark = proxy.requests().len();
-    let text = ok(
-        proxy,
-        &["session", big, "--table", table, "--format", "json"],
-    )
-    .await;
+    let mark = cli.proxy.requests().len();
+    let text = ok(cli, &["session", big, "--table", table, "--format", "json"]).await;
     let timeline: Value = serde_json::from_str(&text).unwrap();
     let got: Vec<&str> = timeline["events"]
         .as_array()
@@ -693,7 +713,7 @@ async fn timelines_and_detections_page_past_one_megabyte(seed: &Seeded, proxy: &
         .collect();
     assert_eq!(got, *ids, "every event, in time order");
     assert_eq!(timeline["session"]["event_count"], BIG_EVENTS);
-    let paged = proxy.requests()[mark..]
+    let paged = cli.proxy.requests()[mark..]
         .iter()
         .filter(|r| r.operation() == "Query" && r.body.contains(&format!("SESSION#{big}")))
         .filter(|r| r.body.contains("ExclusiveStartKey"))
@@ -702,10 +722,10 @@ async fn timelines_and_detections_page_past_one_megabyte(seed: &Seeded, proxy: &
 
     // Detections: every session_activity of the big session's hour.
     let (since, until) = (rfc3339(session.first_seen), rfc3339(session.last_seen + 1));
-    let mark = proxy.requests().len();
+    let mark = cli.proxy.requests().len();
     let lines = json_lines(
         &ok(
-            proxy,
+            cli,
             &[
                 "events",
                 "--table",
@@ -737,18 +757,14 @@ async fn timelines_and_detections_page_past_one_megabyte(seed: &Seeded, proxy: &
     assert_eq!(got, want, "newest first, across pages");
     assert!(lines.iter().all(|l| l["session_id"] == big.as_str()));
     assert!(
-        proxy.requests()[mark..]
+        cli.proxy.requests()[mark..]
             .iter()
             .any(|r| r.body.contains("\"by-kind\"") && r.body.contains("ExclusiveStartKey")),
         "the by-kind partition passes 1 MB, so it pages"
     );
 }
 
-async fn every_tampering_in_a_period_and_an_account(
-    seed: &Seeded,
-    proxy: &RecordingProxy,
-    table: &str,
-) {
+async fn every_tampering_in_a_period_and_an_account(seed: &Seeded, cli: &Cli, table: &str) {
     let tamper = |account: Option<&str>| {
         let mut v: Vec<&SessionEvent> = seed
             .events
@@ -765,52 +781,24 @@ async fn every_tampering_in_a_period_and_an_account(
             .map(|l| l["event_id"].as_str().unwrap().to_owned())
             .collect()
     };
-    let all = got(ok(
-        proxy,
-        &[
-            "events",
-            "--table",
-            table,
-            "--since",
-            "91d",
-            "--kind",
-            "monitoring_tamper",
-            "--format",
-            "json",
-        ],
-    )
-    .await);
+    fn args<'a>(table: &'a str, account: Option<&'a str>) -> Vec<&'a str> {
+        let mut args = vec!["events", "--table", table, "--since", "91d"];
+        args.extend(["--kind", "monitoring_tamper", "--format", "json"]);
+        args.extend(account.into_iter().flat_map(|a| ["--account", a]));
+        args
+    }
+    let all = got(ok(cli, &args(table, None)).await);
     assert_eq!(all, tamper(None));
     assert!(all.len() > 30);
     let account = seed.accounts[3].as_str();
-    let mine = got(ok(
-        proxy,
-        &[
-            "events",
-            "--table",
-            table,
-            "--since",
-            "91d",
-            "--kind",
-            "monitoring_tamper",
-            "--account",
-            account,
-            "--format",
-            "json",
-        ],
-    )
-    .await);
+    let mine = got(ok(cli, &args(table, Some(account))).await);
     assert_eq!(mine, tamper(Some(account)));
     assert!(!mine.is_empty() && mine.len() < all.len());
 }
 
-async fn csv_and_tables_are_safe_with_hostile_strings(
-    seed: &Seeded,
-    proxy: &RecordingProxy,
-    table: &str,
-) {
+async fn csv_and_tables_are_safe_with_hostile_strings(seed: &Seeded, cli: &Cli, table: &str) {
     let hostile = &seed.by_index[&HOSTILE_INDEX];
-    let csv = ok(proxy, &["sessions", "--table", table, "--format", "csv"]).await;
+    let csv = ok(cli, &["sessions", "--table", table, "--format", "csv"]).await;
     let rows = parse_csv(&csv);
     assert_eq!(rows[0], SESSION_COLUMNS);
     assert_eq!(
@@ -829,7 +817,7 @@ async fn csv_and_tables_are_safe_with_hostile_strings(
     );
 
     // Tables keep escapes and line breaks off the terminal.
-    let text = ok(proxy, &["session", hostile, "--table", table]).await;
+    let text = ok(cli, &["session", hostile, "--table", table]).await;
     assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text}");
     assert!(
         text.contains("=HYPERLINK(\"http://evil.example/\",\"x\"),\"q\"\u{fffd}line2\u{fffd}[31m")
@@ -840,7 +828,7 @@ async fn csv_and_tables_are_safe_with_hostile_strings(
     );
     assert!(text.trim_end().ends_with("1 events"), "{text}");
     let text = ok(
-        proxy,
+        cli,
         &["sessions", "--table", table, "--account", &seed.accounts[2]],
     )
     .await;
@@ -852,7 +840,7 @@ async fn csv_and_tables_are_safe_with_hostile_strings(
 
     // A session's timeline as a table, with the failed call's error code.
     let assume = &seed.by_index[&8];
-    let text = ok(proxy, &["session", assume, "--table", table]).await;
+    let text = ok(cli, &["session", assume, "--table", table]).await;
     assert!(text.contains("principal:"), "{text}");
     assert!(text.contains("TerminateInstances") && text.contains("Client.UnauthorizedOperation"));
     let count = seed.sessions[assume].1.len();
@@ -865,27 +853,24 @@ async fn csv_and_tables_are_safe_with_hostile_strings(
 
 async fn the_evidence_pack_verifies(
     seed: &Seeded,
-    proxy: &RecordingProxy,
+    cli: &Cli,
     table: &str,
     t: impl Fn(usize) -> i64,
 ) {
     let out = std::env::temp_dir().join(unique("gw-evidence"));
     let (since, until) = (rfc3339(t(95)), rfc3339(t(106)));
-    ok(
-        proxy,
-        &[
-            "export",
-            "--table",
-            table,
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let export = [
+        "export",
+        "--table",
+        table,
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    ok(cli, &export).await;
     let ids = expected(seed, |s| t(95) <= s.first_seen && s.first_seen < t(106));
     assert_eq!(ids.len(), 11);
     assert!(ids.contains(&seed.by_index[&HOSTILE_INDEX]));
@@ -943,21 +928,7 @@ async fn the_evidence_pack_verifies(
     assert_eq!(hostile[3], format!("'{HOSTILE_PRINCIPAL}"));
 
     // A pack never overwrites one.
-    let again = audit(
-        proxy,
-        &[
-            "export",
-            "--table",
-            table,
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let again = audit(cli, &export).await;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
     std::fs::remove_dir_all(&out).unwrap();
@@ -976,12 +947,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-async fn coverage_shows_health_per_account_and_region(
-    seed: &Seeded,
-    proxy: &RecordingProxy,
-    table: &str,
-) {
-    let rows = json_lines(&ok(proxy, &["coverage", "--table", table, "--format", "json"]).await);
+async fn coverage_shows_health_per_account_and_region(seed: &Seeded, cli: &Cli, table: &str) {
+    let rows = json_lines(&ok(cli, &["coverage", "--table", table, "--format", "json"]).await);
     assert_eq!(rows.len(), 10);
     let health: BTreeMap<(String, String), String> = rows
         .iter()
@@ -1006,14 +973,14 @@ async fn coverage_shows_health_per_account_and_region(
         }
     }
     assert!(rows.iter().all(|r| r["account"]["name"].is_string()));
-    let text = ok(proxy, &["coverage", "--table", table]).await;
+    let text = ok(cli, &["coverage", "--table", table]).await;
     assert!(text.starts_with("ACCOUNT"), "{text}");
     assert!(text.trim_end().ends_with("10 account×regions"), "{text}");
 }
 
 async fn the_table_is_found_from_the_audit_stack(
     seed: &Seeded,
-    proxy: &RecordingProxy,
+    cli: &Cli,
     table: &str,
     aws: &SdkConfig,
 ) {
@@ -1031,7 +998,7 @@ async fn the_table_is_found_from_the_audit_stack(
     .unwrap();
     let config = config.to_str().unwrap();
     // No stack yet: the error says what to do.
-    let out = audit(proxy, &["sessions", "--config", config]).await;
+    let out = audit(cli, &["sessions", "--config", config]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -1050,7 +1017,7 @@ async fn the_table_is_found_from_the_audit_stack(
         .send()
         .await
         .unwrap();
-    let lines = json_lines(&ok(proxy, &["sessions", "--config", config, "--format", "json"]).await);
+    let lines = json_lines(&ok(cli, &["sessions", "--config", config, "--format", "json"]).await);
     assert_eq!(lines.len(), seed.sessions.len());
     std::fs::remove_file(config).unwrap();
 }
@@ -1059,7 +1026,7 @@ async fn the_table_is_found_from_the_audit_stack(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_dates_and_flags_fail_with_a_hint() {
     // Nothing listens here: a request would fail differently.
-    let proxy = RecordingProxy::start("http://127.0.0.1:9").await.unwrap();
+    let cli = Cli::start("http://127.0.0.1:9").await;
     for (args, hint) in [
         (vec!["sessions", "--since", "7x"], "such as 7d"),
         (vec!["sessions", "--until", "2026-13-01"], "such as 7d"),
@@ -1088,12 +1055,16 @@ async fn bad_dates_and_flags_fail_with_a_hint() {
     ] {
         let mut args = args;
         args.extend(["--table", "t"]);
-        let out = audit(&proxy, &args).await;
+        let out = audit(&cli, &args).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
         assert!(stderr.contains(hint), "{args:?}: {stderr}");
     }
-    assert!(proxy.requests().is_empty(), "{:?}", proxy.requests());
+    assert!(
+        cli.proxy.requests().is_empty(),
+        "{:?}",
+        cli.proxy.requests()
+    );
 }
 
 /// Seed a table in the moto at `GLASSWATCH_MOTO_ENDPOINT` and keep it, for
