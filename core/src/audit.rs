@@ -478,16 +478,17 @@ impl EventRow {
     }
 }
 
-/// A session's heading above its timeline.
+/// A session's heading above its timeline: one `name: value` line per
+/// column, and the end after the start.
 pub fn session_heading(row: &SessionRow) -> Table {
-    let mut t = Table::new(&["", ""]);
-    t.header.clear();
-    let cells = row.cells();
-    for (name, value) in SESSION_COLUMNS.iter().zip(cells) {
-        t.push(vec![format!("{}:", name.to_lowercase()), value]);
+    let mut table = Table::default();
+    for (name, value) in SESSION_COLUMNS.iter().zip(row.cells()) {
+        table.push(vec![format!("{}:", name.to_lowercase()), value]);
+        if *name == "START" {
+            table.push(vec!["end:".to_owned(), row.end.clone()]);
+        }
     }
-    t.push(vec!["end:".to_owned(), row.end.clone()]);
-    t
+    table
 }
 
 /// One detection of `audit events`.
@@ -1052,6 +1053,12 @@ mod tests {
         assert!(json["accounts"][1].get("name").is_none());
         assert_eq!(json["severity"], "critical");
         assert_eq!(json["kinds"][0], "break_glass_role_assumed");
+
+        let heading = session_heading(&row).render();
+        let lines: Vec<&str> = heading.lines().collect();
+        assert!(lines[0].starts_with("session:") && lines[0].ends_with(&row.session_id));
+        assert!(lines[1].starts_with("start:") && lines[2].starts_with("end:"));
+        assert_eq!(lines.len(), SESSION_COLUMNS.len() + 1);
 
         let webhook = SlackThread {
             root_ts: Some(WEBHOOK_ROOT),
