@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use glasswatch_core::correlate::Ingest;
 use glasswatch_core::coverage::{Change, Health, change, health};
 use glasswatch_core::notify::{SlackState, Step, WEBHOOK_ROOT, next_step};
@@ -109,24 +109,6 @@ pub struct Aggregator {
 
 fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
     v.get(name).and_then(Value::as_str)
-}
-
-/// The SQS event Lambda hands the aggregator for these `(message id, body)`
-/// pairs, as the event source mapping would. For tests, the bench and local
-/// runs.
-pub fn sqs_event(messages: impl IntoIterator<Item = (String, String)>) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = messages
-        .into_iter()
-        .map(|(id, body)| {
-            let mut message = SqsMessage::default();
-            message.message_id = Some(id);
-            message.body = Some(body);
-            message.event_source = Some("aws:sqs".to_owned());
-            message
-        })
-        .collect();
-    event
 }
 
 impl Aggregator {
@@ -420,10 +402,13 @@ impl Aggregator {
                 }
                 match self.slack.send(&request, deadline).await {
                     Ok(sent) => {
-                        let ts = sent.ts.unwrap_or_else(|| WEBHOOK_ROOT.to_owned());
+                        let ts = sent.ts.as_deref().unwrap_or(WEBHOOK_ROOT);
                         self.store
-                            .record_notified(id, &ts, session.event_count, Some(now))
+                            .record_notified(id, ts, session.event_count, Some(now))
                             .await?;
+                        if let (Some(channel), Some(ts)) = (&sent.channel, &sent.ts) {
+                            self.record_link(id, channel, ts, deadline).await?;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(session_id = %id, error = %e, "root message not sent; pending");
@@ -448,6 +433,29 @@ impl Aggregator {
                 Ok(())
             }
         }
+    }
+
+    /// Keep where a root message is, for `audit sessions`: its channel and
+    /// permalink. The alert is out already, so a link Slack did not give
+    /// is logged and left out; the channel and `ts` still locate it.
+    async fn record_link(
+        &self,
+        session_id: &str,
+        channel: &str,
+        ts: &str,
+        deadline: Instant,
+    ) -> Result<(), AggregatorError> {
+        let link = match self.slack.permalink(channel, ts, deadline).await {
+            Ok(link) => Some(link),
+            Err(e) => {
+                tracing::warn!(session_id = %session_id, error = %e, "no permalink for the root message");
+                None
+            }
+        };
+        Ok(self
+            .store
+            .record_root_link(session_id, channel, link.as_deref())
+            .await?)
     }
 
     /// The scheduled tick: coverage alerts, then pending Slack messages.

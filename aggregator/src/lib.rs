@@ -14,11 +14,14 @@
 //! - [`accounts`]: the organization's accounts, cached;
 //! - [`store`]: the DynamoDB single-table store: idempotent event writes,
 //!   transactional session merges, Slack state, coverage;
+//! - [`query`]: the store's read paths for audit queries (key conditions
+//!   and paginators, never a scan);
 //! - [`slack`]: the Slack Web API and incoming-webhook client.
 
 pub mod accounts;
 pub mod config;
 pub mod handler;
+pub mod query;
 pub mod secret;
 pub mod slack;
 pub mod store;

@@ -378,25 +378,89 @@ impl SlackClient {
         if let Some(auth) = auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }
-        let response = request.send().await.map_err(SlackError::transport)?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let bytes = response.bytes().await.map_err(SlackError::transport)?;
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(SlackError::RateLimited {
-                retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
-            });
-        }
-        if status.is_server_error() {
-            return Err(SlackError::Unavailable {
-                status: status.as_u16(),
-            });
-        }
+        let (status, retry_after, bytes) = answer(request).await?;
         match self.target {
             Target::Bot { .. } => bot_answer(status, retry_after, &bytes),
             Target::Webhook { .. } => webhook_answer(status, &bytes),
         }
     }
+
+    /// A message's permalink (`chat.getPermalink`; bot mode). One attempt:
+    /// the message is already posted, the link only makes it easier to
+    /// find (`cargo xtask audit sessions` shows it).
+    pub async fn permalink(
+        &self,
+        channel: &str,
+        ts: &str,
+        deadline: Instant,
+    ) -> Result<String, SlackError> {
+        let Target::Bot { api_base, auth } = &self.target else {
+            return Err(SlackError::ModeMismatch {
+                client: "webhook",
+                request: "chat.getPermalink",
+            });
+        };
+        let mut url = api_base.join("chat.getPermalink").map_err(|_| {
+            SlackError::Config("cannot join `chat.getPermalink` to the API base".into())
+        })?;
+        url.query_pairs_mut()
+            .append_pair("channel", channel)
+            .append_pair("message_ts", ts);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let request = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, auth.clone())
+            .timeout(self.request_timeout.min(left.max(MIN_ATTEMPT_TIMEOUT)));
+        let (status, retry_after, bytes) = answer(request).await?;
+        #[derive(Deserialize)]
+        struct Link {
+            ok: bool,
+            #[serde(default)]
+            error: Option<String>,
+            #[serde(default)]
+            permalink: Option<String>,
+        }
+        let invalid = || SlackError::InvalidResponse {
+            status: status.as_u16(),
+            detail: excerpt(&String::from_utf8_lossy(&bytes)),
+        };
+        let link: Link = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        if !(link.ok && status.is_success()) {
+            return Err(refused(link.error.as_deref(), status, retry_after));
+        }
+        // Shown in terminals and spreadsheets: an https URL of printable
+        // ASCII only.
+        link.permalink
+            .filter(|l| l.starts_with("https://") && l.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(invalid)
+    }
+}
+
+/// Send a request and read its answer: status, `Retry-After` and body.
+/// HTTP 429 and 5xx are errors here, whatever the body says.
+async fn answer(
+    request: reqwest::RequestBuilder,
+) -> Result<(StatusCode, Option<Duration>, Vec<u8>), SlackError> {
+    let response = request.send().await.map_err(SlackError::transport)?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(SlackError::transport)?
+        .to_vec();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(SlackError::RateLimited {
+            retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+        });
+    }
+    if status.is_server_error() {
+        return Err(SlackError::Unavailable {
+            status: status.as_u16(),
+        });
+    }
+    Ok((status, retry_after, bytes))
 }
 
 /// `Retry-After` in seconds (Slack sends seconds, not an HTTP date).
@@ -479,13 +543,17 @@ fn bot_answer(
             attempts: 0,
         });
     }
-    let code = answer
-        .error
-        .as_deref()
+    Err(refused(answer.error.as_deref(), status, retry_after))
+}
+
+/// The error of an answer that was not `ok`: its `error` code, else the
+/// HTTP status.
+fn refused(error: Option<&str>, status: StatusCode, retry_after: Option<Duration>) -> SlackError {
+    let code = error
         .map(excerpt)
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| format!("http_{}", status.as_u16()));
-    Err(api_error(code, retry_after))
+    api_error(code, retry_after)
 }
 
 fn api_error(code: String, retry_after: Option<Duration>) -> SlackError {

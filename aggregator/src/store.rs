@@ -7,6 +7,7 @@
 //! | `SESSION#<id>` | `SESSION` | the session summary, version, Slack state; or `merged_into` |
 //! | `SESSION#<id>` | `EVENT#<time>#<eventID>` | the events written under this session |
 //! | `SESSION#<id>` | `ACCOUNT#<account>` | index item: sessions by account |
+//! | `EVENT#<eventID>` | `KIND#<kind>` | index item: detections by kind and month |
 //! | `KEY#<key>` | `<time>#<eventID>` | a use of a correlation key |
 //! | `KEY#<key>` | `HEAD` | the key's version: concurrent writers of one key serialise on it |
 //! | `COVERAGE` | `<account>#<region>` | last heartbeat and trail status |
@@ -26,6 +27,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
 };
+use glasswatch_core::DetectionKind;
+use glasswatch_core::audit::month;
 use glasswatch_core::correlate::{Ingest, KeyUse, linked_sessions, plan, window};
 use glasswatch_core::coverage::{Coverage, Health};
 use glasswatch_core::session::{Session, SessionEvent};
@@ -39,9 +42,17 @@ fn time_sk(time: i64, event_id: &str) -> String {
 
 /// GSI partition of the by-time index: one per month.
 fn month_of(time: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(time)
-        .map(|t| format!("MONTH#{:04}-{:02}", t.year(), u8::from(t.month())))
-        .unwrap_or_else(|_| "MONTH#invalid".to_owned())
+    time_partition(&month(time))
+}
+
+/// The by-time partition of a month (`2026-10`).
+pub fn time_partition(month: &str) -> String {
+    format!("MONTH#{month}")
+}
+
+/// The by-kind partition of a detection kind in a month (`2026-10`).
+pub fn kind_partition(kind: DetectionKind, month: &str) -> String {
+    format!("KIND#{}#{month}", kind.as_str())
 }
 
 /// The index names, with their partition and sort key attributes.
@@ -49,12 +60,16 @@ pub const GSI_BY_TIME: (&str, &str, &str) = ("by-time", "gsi_time_pk", "gsi_sk")
 pub const GSI_BY_ACCOUNT: (&str, &str, &str) = ("by-account", "gsi_account_pk", "gsi_sk");
 pub const GSI_BY_PRINCIPAL: (&str, &str, &str) = ("by-principal", "gsi_principal_pk", "gsi_sk");
 pub const GSI_BY_SEVERITY: (&str, &str, &str) = ("by-severity", "gsi_severity_pk", "gsi_sk");
+/// Detections (the `KIND#` items of events), sorted by
+/// `<time>#<eventID>`.
+pub const GSI_BY_KIND: (&str, &str, &str) = ("by-kind", "gsi_kind_pk", "gsi_sk");
 /// Every index: (name, partition key attribute, sort key attribute).
-pub const INDEXES: [(&str, &str, &str); 4] = [
+pub const INDEXES: [(&str, &str, &str); 5] = [
     GSI_BY_TIME,
     GSI_BY_ACCOUNT,
     GSI_BY_PRINCIPAL,
     GSI_BY_SEVERITY,
+    GSI_BY_KIND,
 ];
 
 /// Cancellation reasons that mean "read again and retry".
@@ -83,7 +98,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    pub(crate) fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(
         operation: &'static str,
         e: SdkError<E, R>,
     ) -> Self {
@@ -97,21 +112,21 @@ impl StoreError {
     }
 }
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
 }
-fn get_n(item: &Item, name: &str) -> Option<i64> {
+pub(crate) fn get_n(item: &Item, name: &str) -> Option<i64> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
@@ -133,6 +148,10 @@ pub struct SessionItem {
     pub session: Session,
     pub version: i64,
     pub root_ts: Option<String>,
+    /// The channel id of the root message (bot mode).
+    pub root_channel: Option<String>,
+    /// The root message's permalink, as `chat.getPermalink` gave it.
+    pub slack_permalink: Option<String>,
     /// Sessions merged into this one.
     pub absorbed: BTreeSet<String>,
     /// Events covered by Slack messages so far.
@@ -395,6 +414,28 @@ impl Store {
             ]),
             None,
         );
+        // One index item per detection kind, for `audit events --kind`.
+        for kind in &event.kinds {
+            put(
+                HashMap::from([
+                    ("pk".into(), s(format!("EVENT#{}", event.event_id))),
+                    ("sk".into(), s(format!("KIND#{}", kind.as_str()))),
+                    (
+                        GSI_BY_KIND.1.into(),
+                        s(kind_partition(*kind, &month(event.time))),
+                    ),
+                    (
+                        GSI_BY_KIND.2.into(),
+                        s(time_sk(event.time, &event.event_id)),
+                    ),
+                    ("account".into(), s(&event.account)),
+                    ("session_id".into(), s(id)),
+                    ("event".into(), s(&event_json)),
+                    ("expires_at".into(), expires.clone()),
+                ]),
+                None,
+            );
+        }
         for key in &event.keys {
             put(
                 HashMap::from([
@@ -527,6 +568,14 @@ impl Store {
             set.push_str(", root_ts = :root, notified_count = :notified");
             values.insert(":root".into(), s(ts));
             values.insert(":notified".into(), n(from.notified_count));
+            if let Some(channel) = &from.root_channel {
+                set.push_str(", root_channel = :channel");
+                values.insert(":channel".into(), s(channel));
+            }
+            if let Some(link) = &from.slack_permalink {
+                set.push_str(", slack_permalink = :link");
+                values.insert(":link".into(), s(link));
+            }
         }
         let condition = match own {
             Some(i) => {
@@ -580,6 +629,18 @@ impl Store {
         items
     }
 
+    /// An update of the session item `session_id`.
+    fn update_session(
+        &self,
+        session_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SESSION#{session_id}")))
+            .key("sk", s("SESSION"))
+    }
+
     /// Claim the right to post a session's root message. Exactly one
     /// claimant wins until the claim goes stale (`stale_before`), which
     /// frees a claim whose holder died.
@@ -591,11 +652,7 @@ impl Store {
         stale_before: i64,
     ) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SESSION#{session_id}")))
-            .key("sk", s("SESSION"))
+            .update_session(session_id)
             .update_expression("SET root_claim = :me, root_claimed_at = :now")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(root_ts) \
@@ -612,11 +669,7 @@ impl Store {
     /// Give up a claim (the post failed), so a retry can claim again.
     pub async fn release_root(&self, session_id: &str, claimant: &str) -> Result<(), StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SESSION#{session_id}")))
-            .key("sk", s("SESSION"))
+            .update_session(session_id)
             .update_expression("REMOVE root_claim, root_claimed_at")
             .condition_expression("root_claim = :me")
             .expression_attribute_values(":me", s(claimant))
@@ -637,11 +690,7 @@ impl Store {
         digest_sent_at: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("SESSION#{session_id}")))
-            .key("sk", s("SESSION"))
+            .update_session(session_id)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":ts", s(root_ts))
             .expression_attribute_values(":count", n(notified_count))
@@ -667,6 +716,28 @@ impl Store {
             self.set_pending(session_id, false).await?;
         }
         Ok(())
+    }
+
+    /// Remember where a session's root message is: its channel id and,
+    /// when Slack gave one, its permalink (`audit sessions` shows it).
+    pub async fn record_root_link(
+        &self,
+        session_id: &str,
+        channel: &str,
+        permalink: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .update_session(session_id)
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":channel", s(channel))
+            .update_expression("SET root_channel = :channel");
+        if let Some(link) = permalink {
+            update = update
+                .update_expression("SET root_channel = :channel, slack_permalink = :link")
+                .expression_attribute_values(":link", s(link));
+        }
+        // Only a session that exists gets a link; none is not an error.
+        conditional("UpdateItem", update.send().await).map(|_| ())
     }
 
     /// Mark (or unmark) a session as having Slack messages not yet sent,
@@ -873,7 +944,7 @@ fn parse_coverage(item: &Item) -> Result<Coverage, StoreError> {
     })
 }
 
-fn parse_session(id: &str, item: &Item) -> Result<SessionItem, StoreError> {
+pub(crate) fn parse_session(id: &str, item: &Item) -> Result<SessionItem, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: format!("SESSION#{id}"),
         reason,
@@ -885,6 +956,8 @@ fn parse_session(id: &str, item: &Item) -> Result<SessionItem, StoreError> {
         session,
         version: get_n(item, "version").ok_or_else(|| corrupt("no version".into()))?,
         root_ts: get_s(item, "root_ts").map(str::to_owned),
+        root_channel: get_s(item, "root_channel").map(str::to_owned),
+        slack_permalink: get_s(item, "slack_permalink").map(str::to_owned),
         absorbed: item
             .get("absorbed")
             .and_then(|v| v.as_ss().ok())

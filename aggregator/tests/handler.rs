@@ -9,16 +9,14 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use glasswatch_aggregator::config::AggregatorConfig;
-use glasswatch_aggregator::handler::{Aggregator, sqs_event};
+use glasswatch_aggregator::handler::Aggregator;
 use glasswatch_aggregator::slack::SlackClient;
 use glasswatch_aggregator::store::create_table;
-use glasswatch_core::signal::{
-    HEARTBEAT_DETAIL_TYPE, SIGNAL_DETAIL_TYPE, build_signal, bus_envelope,
-};
-use glasswatch_core::{Config, classify};
 use serde_json::{Value, json};
-use test_support::{sdk_config, unique, workspace_root};
-use wiremock::matchers::{method, path};
+use test_support::{
+    heartbeat_envelope, sdk_config, signal_envelope, sqs_batch, unique, watch_list, workspace_root,
+};
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const NOW: i64 = 1_791_990_000; // 2026-10-14T15:00:00Z
@@ -62,6 +60,16 @@ async fn bed(slack_status: u16) -> Bed {
                 json!({"ok": true, "ts": "1791990000.000100", "channel": "C0GLASS"}),
             ),
         )
+        .mount(&slack)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/chat.getPermalink"))
+        .and(query_param("channel", "C0GLASS"))
+        .and(query_param("message_ts", "1791990000.000100"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true, "channel": "C0GLASS",
+            "permalink": "https://glasswatch.slack.com/archives/C0GLASS/p1791990000000100"
+        })))
         .mount(&slack)
         .await;
     Mock::given(method("POST"))
@@ -138,34 +146,11 @@ fn activity_as(account: &str, n: u32, session: &str, key: &str) -> Value {
 }
 
 fn envelope(record: &Value, sender: Option<&str>) -> String {
-    let text = std::fs::read_to_string(workspace_root().join("glasswatch.toml")).unwrap();
-    let watch = Config::parse(&text, "glasswatch.toml")
-        .unwrap()
-        .watch_list()
-        .unwrap();
-    let parsed = glasswatch_core::Record::from_value(record).unwrap();
-    let detections = classify(&watch, &parsed);
-    assert!(!detections.is_empty(), "{record}");
-    let (signal, _) =
-        build_signal(record, detections, "test", &parsed.account, &parsed.region).unwrap();
-    bus_envelope(
-        SIGNAL_DETAIL_TYPE,
-        serde_json::to_value(&signal).unwrap(),
-        &unique("env"),
-        sender,
-        "2026-10-14T15:05:12Z",
-        "eu-west-1",
-    )
-    .to_string()
+    signal_envelope(&watch_list(), record, sender).unwrap()
 }
 
 fn batch(bodies: &[String]) -> SqsEvent {
-    sqs_event(
-        bodies
-            .iter()
-            .enumerate()
-            .map(|(i, body)| (format!("m{i}"), body.clone())),
-    )
+    sqs_batch(bodies)
 }
 
 fn deadline() -> Instant {
@@ -227,6 +212,12 @@ async fn a_session_gets_one_root_message_however_often_it_is_delivered() {
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].session.event_count, 4);
     assert_eq!(mine[0].root_ts.as_deref(), Some("1791990000.000100"));
+    // Where the thread is, for `audit sessions`.
+    assert_eq!(mine[0].root_channel.as_deref(), Some("C0GLASS"));
+    assert_eq!(
+        mine[0].slack_permalink.as_deref(),
+        Some("https://glasswatch.slack.com/archives/C0GLASS/p1791990000000100")
+    );
 }
 
 #[tokio::test]
@@ -372,18 +363,7 @@ async fn a_slack_outage_leaves_the_message_pending_until_the_tick_sends_it() {
 async fn coverage_alerts_once_when_heartbeats_stop_and_once_when_they_resume() {
     let bed = bed(200).await;
     let member = bed.member.clone();
-    let heartbeat = |sent_at: &str| {
-        bus_envelope(
-            HEARTBEAT_DETAIL_TYPE,
-            json!({"schema_version": 1, "account": member, "region": "ap-south-1",
-                "agent_version": "0.1.0", "sent_at": sent_at, "trail": "logging", "trails": ["org"]}),
-            &unique("hb"),
-            Some(&member),
-            sent_at,
-            "ap-south-1",
-        )
-        .to_string()
-    };
+    let heartbeat = |sent_at: &str| heartbeat_envelope(&member, "ap-south-1", sent_at, "logging");
     let agg = &bed.aggregator;
     agg.handle_batch(
         &batch(&[heartbeat("2026-10-14T15:00:00Z")]),

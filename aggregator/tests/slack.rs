@@ -428,3 +428,60 @@ async fn attacker_strings_arrive_escaped() {
     let root_raw = String::from_utf8(requests[0].body.clone()).unwrap();
     assert!(root_raw.contains("&lt;https://evil|click&gt;"));
 }
+
+#[tokio::test]
+async fn permalinks_come_from_get_permalink_and_are_checked() {
+    let server = MockServer::start().await;
+    let link = |value: Value| ResponseTemplate::new(200).set_body_json(value);
+    Mock::given(method("GET"))
+        .and(path("/api/chat.getPermalink"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(wiremock::matchers::query_param("message_ts", ROOT_TS))
+        .respond_with(link(json!({
+            "ok": true, "channel": "C0SECURITY",
+            "permalink": "https://example.slack.com/archives/C0SECURITY/p1791468152000100"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/chat.getPermalink"))
+        .and(wiremock::matchers::query_param("message_ts", "1.1"))
+        .respond_with(link(json!({"ok": false, "error": "message_not_found"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/chat.getPermalink"))
+        .and(wiremock::matchers::query_param("message_ts", "2.2"))
+        .respond_with(link(
+            json!({"ok": true, "permalink": "javascript:alert(1)\u{1b}[2J"}),
+        ))
+        .mount(&server)
+        .await;
+    let client = bot(&server).await;
+    assert_eq!(
+        client
+            .permalink("C0SECURITY", ROOT_TS, soon(5))
+            .await
+            .unwrap(),
+        "https://example.slack.com/archives/C0SECURITY/p1791468152000100"
+    );
+    let e = client
+        .permalink("C0SECURITY", "1.1", soon(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, SlackError::Api { code } if code == "message_not_found"),
+        "{e}"
+    );
+    let e = client
+        .permalink("C0SECURITY", "2.2", soon(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SlackError::InvalidResponse { .. }), "{e}");
+    let webhook = SlackClient::webhook(&format!("{}{WEBHOOK_PATH}", server.uri())).unwrap();
+    let e = webhook
+        .permalink("C0SECURITY", ROOT_TS, soon(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SlackError::ModeMismatch { .. }), "{e}");
+}

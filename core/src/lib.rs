@@ -5,6 +5,8 @@
 //! arguments, so every function here is deterministic and testable alone.
 //!
 //! Layout:
+//! - [`audit`]: the pure part of `cargo xtask audit`: time arguments,
+//!   the filter a query keys on, rows, tables, CSV, the evidence manifest;
 //! - [`config`]: `glasswatch.toml`, typed and validated, with errors that
 //!   name the file, line, key and a hint;
 //! - [`env`]: Lambda settings from environment variables, errors naming
@@ -34,6 +36,7 @@
 //! - [`slack`]: Slack messages (Block Kit and webhook text) for sessions,
 //!   with every attacker-chosen string escaped.
 
+pub mod audit;
 pub mod config;
 pub mod correlate;
 pub mod coverage;

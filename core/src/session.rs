@@ -121,6 +121,13 @@ pub struct Session {
     /// The anchor event's region, where its console link points.
     #[serde(default)]
     pub anchor_region: String,
+    /// The anchor event's source and name (`sts.amazonaws.com`,
+    /// `AssumeRole`): how the session began, its entry path. Empty in
+    /// sessions stored before these were kept.
+    #[serde(default)]
+    pub anchor_event_source: String,
+    #[serde(default)]
+    pub anchor_event_name: String,
     /// Who the session is: the principal of the anchor event.
     pub principal: String,
     pub principals: BTreeSet<String>,
@@ -162,6 +169,8 @@ impl Session {
             anchor_time: event.time,
             anchor_event_id: event.event_id.clone(),
             anchor_region: event.region.clone(),
+            anchor_event_source: event.event_source.clone(),
+            anchor_event_name: event.event_name.clone(),
             principal: event.principal.clone(),
             principals: BTreeSet::from([event.principal.clone()]),
             accounts: BTreeSet::from([event.account.clone()]),
@@ -196,6 +205,8 @@ impl Session {
             anchor_time: lead.anchor_time,
             anchor_event_id: lead.anchor_event_id.clone(),
             anchor_region: lead.anchor_region.clone(),
+            anchor_event_source: lead.anchor_event_source.clone(),
+            anchor_event_name: lead.anchor_event_name.clone(),
             principal: lead.principal.clone(),
             principals: union(&self.principals, &other.principals),
             accounts: self.accounts.union(&other.accounts).cloned().collect(),

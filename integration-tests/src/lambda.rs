@@ -7,7 +7,7 @@
 //! so no second build with different features runs inside a test.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,8 +43,44 @@ pub fn python_tool(name: &str) -> PathBuf {
     PathBuf::from(bin).join(name)
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A new log file in the target directory, outside any watched source
+/// tree.
+pub(crate) fn log_file(name: &str) -> Result<(PathBuf, std::fs::File)> {
+    let logs = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let log = logs.join(name);
+    let out =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    Ok((log, out))
+}
+
+/// Wait until `child` (`what`, logging to `log`) listens on `port`: at
+/// most 30 s, and not after it exited.
+pub(crate) fn wait_until_listening(
+    child: &mut Child,
+    port: u16,
+    what: &str,
+    log: &Path,
+) -> Result<()> {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{what} exited ({status}) before listening; see {}",
+                log.display()
+            );
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("{what} did not listen within 30 s; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 impl LambdaWatch {
@@ -54,13 +90,7 @@ impl LambdaWatch {
     pub fn start(name: &str) -> Result<Self> {
         let port = free_port()?;
         let root = workspace_root();
-        let logs =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        std::fs::create_dir_all(&logs)
-            .with_context(|| format!("cannot create {}", logs.display()))?;
-        let log = logs.join(format!("lambda-watch-{name}-{port}.log"));
-        let out = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
+        let (log, out) = log_file(&format!("lambda-watch-{name}-{port}.log"))?;
         let tool = python_tool("cargo-lambda");
         let child = Command::new(&tool)
             .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes"])
@@ -72,22 +102,11 @@ impl LambdaWatch {
             .spawn()
             .with_context(|| format!("cannot start {}", tool.display()))?;
         let mut watch = Self { child, port, log };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = watch.child.try_wait()? {
-                bail!(
-                    "cargo lambda watch exited ({status}) before listening; see {}",
-                    watch.log.display()
-                );
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                watch.stop();
-                bail!(
-                    "cargo lambda watch did not listen within 30 s; see {}",
-                    watch.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Err(e) =
+            wait_until_listening(&mut watch.child, port, "cargo lambda watch", &watch.log)
+        {
+            watch.stop();
+            return Err(e);
         }
         Ok(watch)
     }

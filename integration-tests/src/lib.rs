@@ -9,24 +9,38 @@
 //!   target is a fresh SQS queue, and reading back what it delivered;
 //!   [`new_signal_bus`]: a central bus routing signals to a queue;
 //! - [`fixtures`]: the fixture corpus as raw JSON documents;
+//! - [`watch_list`], [`signal_envelope`], [`heartbeat_envelope`],
+//!   [`sqs_batch`]: what agents put on the central bus, as the aggregator
+//!   receives it;
+//! - [`proxy`]: a recording HTTP proxy in front of moto, for checking
+//!   which AWS operations another process made;
+//! - [`moto`]: a moto server of a test's own, for heavy writers;
+//!   [`sdk_config_at`]: SDK configuration for it;
 //! - [`lambda`]: `cargo lambda watch` as the Runtime API for the real
 //!   `bootstrap` binaries;
 //! - [`unique`]: names that do not collide between tests sharing one moto;
 //! - [`org`]: a fresh organization with an OU tree and member accounts.
 
 pub mod lambda;
+pub mod moto;
 pub mod org;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_eventbridge::types::{RuleState, Target};
 use aws_sdk_sqs::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
 use glasswatch_core::input::for_each_document;
-use serde_json::Value;
+use glasswatch_core::signal::{
+    HEARTBEAT_DETAIL_TYPE, SIGNAL_DETAIL_TYPE, build_signal, bus_envelope,
+};
+use glasswatch_core::{Config, Record, WatchList, classify};
+use serde_json::{Value, json};
 
 /// The moto server started by `cargo xtask test`.
 ///
@@ -45,9 +59,14 @@ pub fn moto_endpoint() -> String {
 /// SDK configuration for moto: fixed test credentials, the given region,
 /// and the endpoint override. No real AWS is ever reached.
 pub async fn sdk_config(region: &str) -> SdkConfig {
+    sdk_config_at(&moto_endpoint(), region).await
+}
+
+/// SDK configuration for the moto at `endpoint` (see [`sdk_config`]).
+pub async fn sdk_config_at(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .endpoint_url(moto_endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .load()
         .await
@@ -249,4 +268,88 @@ pub fn fixtures() -> Vec<Fixture> {
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     out
+}
+
+/// The watch list of the repository's `glasswatch.toml`.
+///
+/// # Panics
+/// When that file is unreadable or invalid: it is part of the repo.
+pub fn watch_list() -> WatchList {
+    let path = workspace_root().join("glasswatch.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    Config::parse(&text, "glasswatch.toml")
+        .unwrap_or_else(|e| panic!("glasswatch.toml: {e}"))
+        .watch_list()
+        .unwrap_or_else(|e| panic!("glasswatch.toml: {e:?}"))
+}
+
+/// The envelope an agent puts on the central bus for a CloudTrail
+/// `record` the watch list flags, sent by account `sender` (an envelope
+/// without one when `None`).
+pub fn signal_envelope(
+    watch: &WatchList,
+    record: &Value,
+    sender: Option<&str>,
+) -> anyhow::Result<String> {
+    let parsed = Record::from_value(record).context("the record does not parse")?;
+    let detections = classify(watch, &parsed);
+    anyhow::ensure!(
+        !detections.is_empty(),
+        "the watch list flags nothing in {record}"
+    );
+    let (signal, _) = build_signal(record, detections, "test", &parsed.account, &parsed.region)
+        .context("the signal does not build")?;
+    let detail = serde_json::to_value(&signal).context("the signal does not serialise")?;
+    Ok(bus_envelope(
+        SIGNAL_DETAIL_TYPE,
+        detail,
+        &unique("env"),
+        sender,
+        &parsed.event_time,
+        "eu-west-1",
+    )
+    .to_string())
+}
+
+/// A heartbeat envelope from the agent in `account` and `region`.
+pub fn heartbeat_envelope(account: &str, region: &str, sent_at: &str, trail: &str) -> String {
+    let detail = json!({"schema_version": 1, "account": account, "region": region,
+        "agent_version": "0.1.0", "sent_at": sent_at, "trail": trail, "trails": ["org"]});
+    bus_envelope(
+        HEARTBEAT_DETAIL_TYPE,
+        detail,
+        &unique("hb"),
+        Some(account),
+        sent_at,
+        region,
+    )
+    .to_string()
+}
+
+/// An SQS batch of these message bodies, as Lambda hands it over; the
+/// message ids are `m0`, `m1`, ...
+pub fn sqs_batch(bodies: &[String]) -> SqsEvent {
+    sqs_event(
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| (format!("m{i}"), body.clone())),
+    )
+}
+
+/// An SQS batch of (message id, body) pairs, as Lambda hands it over.
+pub fn sqs_event(messages: impl IntoIterator<Item = (String, String)>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .into_iter()
+        .map(|(id, body)| {
+            let mut message = SqsMessage::default();
+            message.message_id = Some(id);
+            message.body = Some(body);
+            message.event_source = Some("aws:sqs".to_owned());
+            message
+        })
+        .collect();
+    event
 }

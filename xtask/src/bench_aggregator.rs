@@ -37,7 +37,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use glasswatch_aggregator::accounts::Accounts;
 use glasswatch_aggregator::config::AggregatorConfig;
-use glasswatch_aggregator::handler::{Aggregator, sqs_event};
+use glasswatch_aggregator::handler::Aggregator;
 use glasswatch_aggregator::slack::SlackClient;
 use glasswatch_aggregator::store::{GSI_BY_TIME, Store, create_table};
 use glasswatch_core::correlate::Ledger;
@@ -46,6 +46,7 @@ use glasswatch_core::signal::{SIGNAL_DETAIL_TYPE, build_signal, bus_envelope};
 use glasswatch_core::{Detection, Record, WatchList, classify};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use test_support::sqs_event;
 
 use super::{Better, Figure, Target, load_watch_list, median, progress};
 use crate::python::{self, target_dir, workspace_root};

@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use glasswatch_aggregator::handler::sqs_event;
 use glasswatch_core::signal::{HEARTBEAT_DETAIL_TYPE, Heartbeat, TrailStatus, bus_envelope};
 use glasswatch_core::{Record, WatchList, classify};
 use serde::Serialize;
 use serde_json::{Value, json};
+use test_support::sqs_event;
 
 use super::aggregator::{moto_config, moto_organization, rfc3339, signal_envelope, slack_stub};
 use super::{

@@ -5,6 +5,8 @@
 //! processes and prints.
 //!
 //! Layout:
+//! - `audit`: queries of the audit store (sessions, timelines, detections,
+//!   evidence packs, coverage);
 //! - `replay`: recorded events through the detector;
 //! - `deploy`: deploy, destroy and status around `glasswatch-stacksets`;
 //! - `lambda`: the Lambda zips, built with cargo-lambda;
@@ -17,6 +19,7 @@
 //! - `runtime_api`: local stand-ins for the Lambda Runtime API and
 //!   EventBridge on a tiny `std` HTTP/1.1 server, for `bench`.
 
+mod audit;
 mod bench;
 mod deploy;
 mod lambda;
@@ -58,8 +61,9 @@ enum Command {
     /// Coverage of every account x region: stack, last heartbeat, trail.
     /// Exits 1 when there is a gap.
     Status(deploy::StatusArgs),
-    /// Query the audit store (not built yet).
-    Audit,
+    /// Query the audit store: sessions, a session's timeline, detections
+    /// by kind, evidence packs, coverage.
+    Audit(audit::Args),
     /// The whole pipeline on local emulated AWS (not built yet).
     Demo,
     /// Performance figures against their targets: cold start, peak RSS,
@@ -77,7 +81,8 @@ fn main() -> ExitCode {
         Command::Deploy(args) => deploy::run_deploy(&args),
         Command::Destroy(args) => deploy::run_destroy(&args),
         Command::Status(args) => deploy::run_status(&args),
-        Command::Audit | Command::Demo => {
+        Command::Audit(args) => audit::run(&args),
+        Command::Demo => {
             eprintln!(
                 "error: `{}` is not built yet in this version of Glasswatch; see the open issues",
                 format!("{:?}", cli.command).to_lowercase()

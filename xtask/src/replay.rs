@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 
+use glasswatch_core::audit::Table;
 use glasswatch_core::correlate::Ledger;
 use glasswatch_core::input::{InputError, for_each_record};
 use glasswatch_core::notify;
@@ -234,7 +235,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 }
 
 /// A closed pipe (`| head`) ends output quietly; anything else is an error.
-fn finish_write(e: io::Error) -> Result<ExitCode> {
+pub(crate) fn finish_write(e: io::Error) -> Result<ExitCode> {
     if e.kind() == io::ErrorKind::BrokenPipe {
         return Ok(ExitCode::SUCCESS);
     }
@@ -265,7 +266,9 @@ fn open(path: &str) -> Result<(Box<dyn Read>, ProgressBar)> {
 }
 
 fn write_table(out: &mut impl Write, detections: &[Detection]) -> io::Result<()> {
-    let header = [
+    // Record fields are attacker-controlled: `Table::render` keeps control
+    // characters (terminal escape sequences) off the terminal.
+    let mut table = Table::new(&[
         "TIME",
         "SEVERITY",
         "KIND",
@@ -273,42 +276,18 @@ fn write_table(out: &mut impl Write, detections: &[Detection]) -> io::Result<()>
         "REGION",
         "EVENT",
         "PRINCIPAL",
-    ];
-    // Record fields are attacker-controlled: no control characters (terminal
-    // escape sequences) reach the terminal.
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-            .collect()
-    };
-    let rows: Vec<[String; 7]> = detections
-        .iter()
-        .map(|d| {
-            [
-                clean(&d.event_time),
-                d.severity.as_str().to_owned(),
-                d.kind.as_str().to_owned(),
-                clean(&d.account),
-                clean(&d.region),
-                clean(&d.event_name),
-                clean(&d.principal),
-            ]
-        })
-        .collect();
-    let header = header.map(str::to_owned);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    ]);
+    for d in detections {
+        table.push(vec![
+            d.event_time.clone(),
+            d.severity.as_str().to_owned(),
+            d.kind.as_str().to_owned(),
+            d.account.clone(),
+            d.region.clone(),
+            d.event_name.clone(),
+            d.principal.clone(),
+        ]);
     }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
+    out.write_all(table.render().as_bytes())?;
     writeln!(out, "{} detections", detections.len())
 }

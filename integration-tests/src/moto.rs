@@ -1,0 +1,65 @@
+//! A moto server of a test's own, for tests that write enough to strain a
+//! shared one, stopped (and its memory returned) when dropped.
+//!
+//! moto 5 keeps every model instance it ever made for its dashboard, and
+//! its `TransactWriteItems` deep-copies the whole table once per item of
+//! every transaction; together, memory grows with the square of the
+//! writes (gigabytes for a few hundred ingests). This server runs with
+//! that dashboard tracking off; AWS behaviour is unchanged.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::lambda::{free_port, log_file, python_tool, wait_until_listening};
+
+/// Start moto's server with instance tracking off: `BaseModel.__new__`
+/// without the append to `instances_tracked`.
+const LAUNCH: &str = "\
+import sys
+import moto.core.common_models as models
+def untracked(cls, *args, **kwargs):
+    return super(models.BaseModel, cls).__new__(cls)
+models.BaseModel.__new__ = staticmethod(untracked)
+from moto.server import main
+main(sys.argv[1:])
+";
+
+/// A moto server on a free loopback port.
+#[derive(Debug)]
+pub struct PrivateMoto {
+    child: Child,
+    pub endpoint: String,
+    pub log: PathBuf,
+}
+
+impl PrivateMoto {
+    /// Start it from the test virtualenv and wait until it listens.
+    pub fn start() -> Result<Self> {
+        let port = free_port()?;
+        let (log, out) = log_file(&format!("moto-private-{port}.log"))?;
+        let python = python_tool("python");
+        let child = Command::new(&python)
+            .args(["-c", LAUNCH, "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start moto with {}", python.display()))?;
+        let mut moto = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        wait_until_listening(&mut moto.child, port, "moto", &moto.log)?;
+        Ok(moto)
+    }
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
