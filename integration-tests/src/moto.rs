@@ -1,5 +1,7 @@
-//! A moto server of a test's own, for tests that write enough to strain a
-//! shared one, stopped (and its memory returned) when dropped.
+//! A moto server on a free loopback port, stopped (and its memory
+//! returned) when dropped: the one `cargo xtask test` shares with every
+//! test, and one of a test's own for tests that write enough to strain a
+//! shared one.
 //!
 //! moto 5 keeps every model instance it ever made for its dashboard, and
 //! its `TransactWriteItems` deep-copies the whole table once per item of
@@ -37,10 +39,14 @@ pub struct PrivateMoto {
 impl PrivateMoto {
     /// Start it from the test virtualenv and wait until it listens.
     pub fn start() -> Result<Self> {
+        Self::start_with(&python_tool("python"))
+    }
+
+    /// Start it with this virtualenv's `python`, which has moto installed.
+    pub fn start_with(python: &std::path::Path) -> Result<Self> {
         let port = free_port()?;
         let (log, out) = log_file(&format!("moto-private-{port}.log"))?;
-        let python = python_tool("python");
-        let child = Command::new(&python)
+        let child = Command::new(python)
             .args(["-c", LAUNCH, "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

@@ -1034,7 +1034,7 @@ pub fn dynamodb_figures(rounds: usize) -> Result<(Vec<Figure>, DynamoReport)> {
     );
     let mut report = DynamoReport::default();
     for round in 0..rounds {
-        let moto = crate::moto::Moto::start(&venv)?;
+        let moto = test_support::moto::PrivateMoto::start_with(&venv.bin("python"))?;
         let measured = runtime
             .block_on(async {
                 tokio::time::timeout(ROUND_TIMEOUT, dynamodb_round(&moto.endpoint, &watch, round))

@@ -157,7 +157,7 @@ pub fn figures(invocations: u32) -> Result<(Vec<Figure>, LambdaReport)> {
     let built = build_lambda(AGGREGATOR_BIN)?;
     let (_, watch) = load_watch_list()?;
     let venv = python::ensure()?;
-    let moto = crate::moto::Moto::start(&venv)?;
+    let moto = test_support::moto::PrivateMoto::start_with(&venv.bin("python"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

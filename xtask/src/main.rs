@@ -13,7 +13,6 @@
 //! - `test`: the one test command (tools into `target/py`, moto, fmt,
 //!   clippy, every test);
 //! - `python`: the virtualenv under `target/py` with pinned tools;
-//! - `moto`: a moto server on a free loopback port, stopped on drop;
 //! - `bench`: performance figures against their targets (the agent's init
 //!   time, time per event, peak RSS, binary size);
 //! - `runtime_api`: local stand-ins for the Lambda Runtime API and
@@ -23,7 +22,6 @@ mod audit;
 mod bench;
 mod deploy;
 mod lambda;
-mod moto;
 mod python;
 mod replay;
 mod runtime_api;

@@ -7,9 +7,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::moto::Moto;
 use crate::python::{self, Venv, workspace_root};
 use crate::run_command;
+use test_support::moto::PrivateMoto;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,7 +30,8 @@ fn cargo() -> Command {
 pub fn run(args: &Args) -> Result<()> {
     ensure_rust_components()?;
     let venv = python::ensure()?;
-    let moto = Moto::start(&venv)?;
+    let moto = PrivateMoto::start_with(&venv.bin("python"))?;
+    eprintln!("==> moto listening on {}", moto.endpoint);
     let mut failures = Vec::new();
     let mut step = |name: &str, result: Result<()>| {
         if let Err(e) = result {
