@@ -99,7 +99,22 @@ pub async fn regions(
     account: &str,
     progress: &dyn Progress,
 ) -> Result<Vec<String>, DeployError> {
-    let client = aws_sdk_account::Client::new(sdk);
+    regions_with(
+        &aws_sdk_account::Client::new(sdk),
+        config,
+        account,
+        progress,
+    )
+    .await
+}
+
+/// [`regions`] with a given Account client.
+pub async fn regions_with(
+    client: &aws_sdk_account::Client,
+    config: &Config,
+    account: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<String>, DeployError> {
     let mut pages = client.list_regions().into_paginator().send();
     let mut enabled = BTreeSet::new();
     let mut known = true;

@@ -438,3 +438,106 @@ async fn a_dry_run_resolves_the_plan_and_writes_nothing() -> Result<()> {
     assert!(stack_sets.summaries().is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn destroy_removes_everything_but_the_audit_table_unless_asked() -> Result<()> {
+    let bed = bed().await?;
+    let (plan, report) = run(&bed).await?;
+    // moto ignores `DeploymentTargets` when deleting instances (it reads
+    // only the self-managed `Accounts` list), so its instances are removed
+    // here the way it understands; the OU-targeted request destroy makes
+    // is checked in stack_set_requests.rs.
+    let cf = aws_sdk_cloudformation::Client::new(&bed.org.management_config);
+    cf.delete_stack_instances()
+        .stack_set_name(&plan.stack_set)
+        .set_accounts(Some(bed.org.members()))
+        .set_regions(Some(plan.regions.clone()))
+        .retain_stacks(false)
+        .send()
+        .await
+        .context("moto: remove the instances by account")?;
+    let changes = glasswatch_stacksets::destroy::destroy(
+        &bed.access,
+        &bed.config,
+        &bed.blueprint,
+        false,
+        OPTIONS.waiting,
+        &Silent,
+    )
+    .await?;
+    let outcome = |prefix: &str| {
+        changes
+            .iter()
+            .filter(|c| c.what.starts_with(prefix))
+            .map(|c| c.outcome)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outcome("StackSet"), [Outcome::Deleted]);
+    assert_eq!(outcome("agent stack"), [Outcome::Deleted, Outcome::Deleted]);
+    assert_eq!(outcome("audit stack"), [Outcome::Deleted]);
+    assert_eq!(outcome("audit table"), [Outcome::Unchanged], "kept");
+    assert_eq!(outcome("bucket"), [Outcome::Deleted, Outcome::Deleted]);
+
+    assert!(
+        cf.describe_stack_set()
+            .stack_set_name(&plan.stack_set)
+            .send()
+            .await
+            .is_err_and(|e| format!("{e:?}").contains("StackSetNotFound"))
+            || cf
+                .describe_stack_set()
+                .stack_set_name(&plan.stack_set)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.stack_set)
+                .and_then(|s| s.status)
+                .is_some_and(|s| s.as_str() == "DELETED"),
+        "the StackSet is gone"
+    );
+    let (app, _) = account_config(bed.org.account("app"), "us-east-1").await?;
+    assert!(
+        aws_sdk_lambda::Client::new(&app)
+            .get_function()
+            .function_name("glasswatch-agent")
+            .send()
+            .await
+            .is_err(),
+        "the member account's agent is gone"
+    );
+    let (audit, _) = account_config(bed.org.account("audit"), AUDIT_REGION).await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&audit);
+    dynamodb
+        .describe_table()
+        .table_name(&report.table)
+        .send()
+        .await
+        .context("the audit table survives destroy")?;
+
+    // Again, now asking for the audit data to go: everything else is
+    // already gone, and the table goes too.
+    let changes = glasswatch_stacksets::destroy::destroy(
+        &bed.access,
+        &bed.config,
+        &bed.blueprint,
+        true,
+        OPTIONS.waiting,
+        &Silent,
+    )
+    .await?;
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.what.starts_with("audit table") && c.outcome == Outcome::Deleted),
+        "{changes:#?}"
+    );
+    assert!(
+        dynamodb
+            .describe_table()
+            .table_name(&report.table)
+            .send()
+            .await
+            .is_err()
+    );
+    Ok(())
+}

@@ -92,3 +92,70 @@ async fn any_other_member_is_told_how_to_register() {
         "{text}"
     );
 }
+
+mod regions {
+    use aws_sdk_account::operation::list_regions::ListRegionsOutput;
+    use aws_sdk_account::types::{Region, RegionOptStatus};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use glasswatch_core::Config;
+    use glasswatch_stacksets::DeployError;
+    use glasswatch_stacksets::aws::Silent;
+    use glasswatch_stacksets::deploy::regions_with;
+
+    fn config(regions: &str) -> Config {
+        let text = include_str!("../../glasswatch.toml").replace(
+            "regions = [\"us-east-1\", \"eu-west-1\"]",
+            &format!("regions = {regions}"),
+        );
+        Config::parse(&text, "glasswatch.toml").unwrap()
+    }
+
+    fn account() -> aws_sdk_account::Client {
+        let listed = mock!(aws_sdk_account::Client::list_regions).then_output(|| {
+            ListRegionsOutput::builder()
+                .regions(
+                    Region::builder()
+                        .region_name("eu-west-1")
+                        .region_opt_status(RegionOptStatus::EnabledByDefault)
+                        .build(),
+                )
+                .regions(
+                    Region::builder()
+                        .region_name("us-east-1")
+                        .region_opt_status(RegionOptStatus::EnabledByDefault)
+                        .build(),
+                )
+                .regions(
+                    Region::builder()
+                        .region_name("ap-east-1")
+                        .region_opt_status(RegionOptStatus::Disabled)
+                        .build(),
+                )
+                .build()
+        });
+        mock_client!(aws_sdk_account, RuleMode::MatchAny, [&listed])
+    }
+
+    #[tokio::test]
+    async fn an_opted_out_region_is_refused_with_how_to_enable_it() {
+        let config = config(r#"["eu-west-1", "ap-east-1"]"#);
+        let error = regions_with(&account(), &config, "210987654321", &Silent)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, DeployError::RegionNotEnabled { .. }));
+        let text = error.to_string();
+        assert!(
+            text.contains("aws account enable-region --region-name ap-east-1"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_configured_regions_means_every_enabled_one() {
+        let config = config("[]");
+        let regions = regions_with(&account(), &config, "210987654321", &Silent)
+            .await
+            .unwrap();
+        assert_eq!(regions, ["eu-west-1", "us-east-1"]);
+    }
+}

@@ -354,3 +354,60 @@ async fn a_failed_operation_names_each_failing_account_and_region() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn destroy_removes_the_instances_of_the_target_ous_then_the_stack_set() {
+    use aws_sdk_cloudformation::operation::delete_stack_instances::DeleteStackInstancesOutput;
+    use aws_sdk_cloudformation::operation::delete_stack_set::DeleteStackSetOutput;
+    let deleted = Arc::new(Mutex::new(None));
+    let delete_instances = {
+        let deleted = deleted.clone();
+        mock!(aws_sdk_cloudformation::Client::delete_stack_instances)
+            .match_requests(move |input| {
+                *deleted.lock().unwrap() = Some(input.clone());
+                true
+            })
+            .then_output(|| {
+                DeleteStackInstancesOutput::builder()
+                    .operation_id("op-4")
+                    .build()
+            })
+    };
+    let delete_set = mock!(aws_sdk_cloudformation::Client::delete_stack_set)
+        .match_requests(|input| input.call_as() == Some(&CallAs::DelegatedAdmin))
+        .then_output(|| DeleteStackSetOutput::builder().build());
+    let client = mock_client!(
+        aws_sdk_cloudformation,
+        RuleMode::MatchAny,
+        [
+            &instances(&[("111122223333", "us-east-1"), ("111122223333", "eu-west-1")]),
+            &delete_instances,
+            &operation(StackSetOperationStatus::Succeeded),
+            &delete_set
+        ]
+    );
+    let ous = vec!["ou-ab12-workloads".to_owned()];
+    let outcome = glasswatch_stacksets::stacks::delete_stack_set(
+        &client,
+        "glasswatch-agent",
+        Caller::DelegatedAdmin,
+        &ous,
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, Outcome::Deleted);
+    let input = deleted.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        input
+            .deployment_targets()
+            .unwrap()
+            .organizational_unit_ids(),
+        ous.as_slice()
+    );
+    let mut regions = input.regions().to_vec();
+    regions.sort();
+    assert_eq!(regions, ["eu-west-1", "us-east-1"]);
+    assert_eq!(input.retain_stacks(), Some(false));
+    assert_eq!(input.call_as(), Some(&CallAs::DelegatedAdmin));
+}
