@@ -385,11 +385,22 @@ impl Aggregator {
             notified_count: item.notified_count,
             digest_sent_at: item.digest_sent_at,
         };
-        match next_step(&ctx, session, &state, new_events, now, flush) {
+        let mut step = next_step(&ctx, session, &state, new_events, now, flush);
+        // A digest also lists the events deferred since the last one.
+        let mut events = new_events.to_vec();
+        if matches!(step, Step::Follow(_)) {
+            let deferred = self.store.deferred_events(id).await?;
+            if !deferred.is_empty() {
+                events.extend(deferred);
+                step = next_step(&ctx, session, &state, &events, now, flush);
+            }
+        }
+        let event_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        match step {
             // Up to date; a tick clears a pending mark left behind.
             Step::Nothing if flush => Ok(self.store.set_pending(id, false).await?),
             Step::Nothing => Ok(()),
-            Step::Defer => Ok(self.store.set_pending(id, true).await?),
+            Step::Defer => Ok(self.store.defer_events(id, &event_ids).await?),
             Step::Root(request) => {
                 let claimant = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
                 if !self
@@ -419,7 +430,7 @@ impl Aggregator {
                 for request in &requests {
                     if let Err(e) = self.slack.send(request, deadline).await {
                         tracing::warn!(session_id = %id, error = %e, "digest not sent; pending");
-                        self.store.set_pending(id, true).await?;
+                        self.store.defer_events(id, &event_ids).await?;
                         return Ok(());
                     }
                 }

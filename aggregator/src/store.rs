@@ -10,7 +10,7 @@
 //! | `KEY#<key>` | `<time>#<eventID>` | a use of a correlation key |
 //! | `KEY#<key>` | `HEAD` | the key's version: concurrent writers of one key serialise on it |
 //! | `COVERAGE` | `<account>#<region>` | last heartbeat and trail status |
-//! | `PENDING` | `<session id>` | a session with Slack messages not yet sent (for a merged-away session: its 'continues in' notice) |
+//! | `PENDING` | `<session id>` | a session with Slack messages not yet sent, with the `events` its next digest lists (for a merged-away session: its 'continues in' notice) |
 //! | `SPOOFED#<eventID>` | `SPOOFED` | a signal whose sender is not its account |
 //!
 //! One event is one `TransactWriteItems` request: the event items, its key
@@ -697,6 +697,54 @@ impl Store {
                 .map_err(|e| StoreError::sdk("DeleteItem", e))?;
         }
         Ok(())
+    }
+
+    /// Mark a session pending and remember `event_ids` for its next
+    /// thread digest, which the tick sends.
+    pub async fn defer_events(&self, session_id: &str, event_ids: &[String]) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return self.set_pending(session_id, true).await;
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("PENDING"))
+            .key("sk", s(session_id))
+            .update_expression("ADD events :ids")
+            .expression_attribute_values(":ids", AttributeValue::Ss(event_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// The events deferred for a session's next digest
+    /// ([`defer_events`](Self::defer_events)).
+    pub async fn deferred_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
+        let Some(pending) = self.get("PENDING", session_id).await? else {
+            return Ok(Vec::new());
+        };
+        let ids = pending
+            .get("events")
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        for event_id in ids {
+            let key = format!("EVENT#{event_id}");
+            let Some(item) = self.get(&key, "EVENT").await? else {
+                continue;
+            };
+            let json = get_s(&item, "event").ok_or_else(|| StoreError::Corrupt {
+                key: key.clone(),
+                reason: "no event".into(),
+            })?;
+            events.push(serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+                key,
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(events)
     }
 
     /// Sessions with Slack messages still to send.
