@@ -169,5 +169,8 @@ fn a_console_sign_in_shares_its_key_with_the_console_session_it_starts() {
     let mut failed = doc("06-break-glass-1-console-login-failure.json");
     failed["detail"]["userIdentity"]["arn"] =
         Value::from("arn:aws:iam::111122223333:user/break-glass-1");
-    assert!(keys(&failed).is_empty(), "a failed sign-in starts no session");
+    assert!(
+        keys(&failed).is_empty(),
+        "a failed sign-in starts no session"
+    );
 }

@@ -11,9 +11,21 @@
 //! - [`fixtures`]: the fixture corpus as raw JSON documents;
 //! - [`lambda`]: `cargo lambda watch` as the Runtime API for the real
 //!   `bootstrap` binaries;
-//! - [`unique`]: names that do not collide between tests sharing one moto.
+//! - [`unique`]: names that do not collide between tests sharing one moto;
+//! - [`org`]: an organization of five accounts in moto;
+//! - [`chaos`]: a fault-injecting HTTP proxy;
+//! - [`slack`]: a recording Slack stand-in (bot mode);
+//! - [`pipeline`]: agents → central bus → SQS → aggregator, with the
+//!   retries AWS makes, in process or with the real binaries;
+//! - [`scenario`]: the scripted break-glass incident and what it must
+//!   leave behind.
 
+pub mod chaos;
 pub mod lambda;
+pub mod org;
+pub mod pipeline;
+pub mod scenario;
+pub mod slack;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,6 +73,13 @@ pub async fn account_config(
     account: &str,
     region: &str,
 ) -> anyhow::Result<(SdkConfig, Credentials)> {
+    let credentials = account_credentials(account, region).await?;
+    let config = config_with(&credentials, region, &moto_endpoint()).await;
+    Ok((config, credentials))
+}
+
+/// Credentials from moto's STS that moto attributes to `account`.
+pub async fn account_credentials(account: &str, region: &str) -> anyhow::Result<Credentials> {
     let base = sdk_config(region).await;
     let assumed = aws_sdk_sts::Client::new(&base)
         .assume_role()
@@ -72,20 +91,24 @@ pub async fn account_config(
     let c = assumed
         .credentials
         .context("moto AssumeRole returned no credentials")?;
-    let credentials = Credentials::new(
+    Ok(Credentials::new(
         c.access_key_id,
         c.secret_access_key,
         Some(c.session_token),
         None,
         "moto-assume-role",
-    );
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    ))
+}
+
+/// SDK configuration with these credentials and region, reaching AWS at
+/// `endpoint` (moto, or a proxy in front of it).
+pub async fn config_with(credentials: &Credentials, region: &str, endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .endpoint_url(moto_endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(credentials.clone())
         .load()
-        .await;
-    Ok((config, credentials))
+        .await
 }
 
 /// A name no other test in this process, or an earlier run against the
