@@ -408,14 +408,14 @@ impl Aggregator {
                     .claim_root(id, &claimant, now, now - CLAIM_STALE_SECS)
                     .await?
                 {
-                    // Another invocation is posting it; it covers these.
-                    return Ok(());
+                    // Another invocation is posting it, and may not cover
+                    // these events (or may die): the tick looks again.
+                    return Ok(self.store.set_pending(id, true).await?);
                 }
                 match self.slack.send(&request, deadline).await {
                     Ok(sent) => {
                         let ts = sent.ts.unwrap_or_else(|| WEBHOOK_ROOT.to_owned());
-                        self.store
-                            .record_notified(id, &ts, session.event_count, Some(now))
+                        self.record_root(id, &ts, session.event_count, now, deadline)
                             .await?;
                     }
                     Err(e) => {
@@ -439,6 +439,31 @@ impl Aggregator {
                     .record_notified(id, root, session.event_count, Some(now))
                     .await?;
                 Ok(())
+            }
+        }
+    }
+
+    /// Record a posted root message's `ts`, trying again while the
+    /// deadline allows: Slack shows the message now, and a `ts` that is
+    /// not recorded gets the session a second root message later.
+    async fn record_root(
+        &self,
+        id: &str,
+        ts: &str,
+        covered: u64,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<(), AggregatorError> {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.store.record_notified(id, ts, covered, Some(now)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() + wait + Duration::from_secs(2) < deadline => {
+                    tracing::warn!(session_id = %id, error = %e, "root message sent but not recorded; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }

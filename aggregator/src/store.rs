@@ -597,9 +597,11 @@ impl Store {
             .key("pk", s(format!("SESSION#{session_id}")))
             .key("sk", s("SESSION"))
             .update_expression("SET root_claim = :me, root_claimed_at = :now")
+            // Our own claim counts as won: the SDK may resend a claim whose
+            // answer was lost.
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(root_ts) \
-                 AND (attribute_not_exists(root_claim) OR root_claimed_at < :stale)",
+                 AND (attribute_not_exists(root_claim) OR root_claimed_at < :stale OR root_claim = :me)",
             )
             .expression_attribute_values(":me", s(claimant))
             .expression_attribute_values(":now", n(now))
@@ -701,7 +703,11 @@ impl Store {
 
     /// Mark a session pending and remember `event_ids` for its next
     /// thread digest, which the tick sends.
-    pub async fn defer_events(&self, session_id: &str, event_ids: &[String]) -> Result<(), StoreError> {
+    pub async fn defer_events(
+        &self,
+        session_id: &str,
+        event_ids: &[String],
+    ) -> Result<(), StoreError> {
         if event_ids.is_empty() {
             return self.set_pending(session_id, true).await;
         }
@@ -779,13 +785,15 @@ impl Store {
     }
 
     /// Store a spoofed or outside signal once. Returns whether it was new
-    /// (and so deserves an alert).
+    /// (and so deserves an alert). A resent request (its answer lost) is
+    /// still this call's, so still new.
     pub async fn record_untrusted(
         &self,
         event_id: &str,
         evidence: &Evidence<'_>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let writer = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
         let mut put = self
             .client
             .put_item()
@@ -799,7 +807,9 @@ impl Store {
             .item("signal", s(evidence.signal_json))
             .item("received_at", n(now))
             .item("expires_at", self.expires(now))
-            .condition_expression("attribute_not_exists(pk)");
+            .item("writer", s(&writer))
+            .condition_expression("attribute_not_exists(pk) OR writer = :me")
+            .expression_attribute_values(":me", s(&writer));
         if let Some(sender) = evidence.sender {
             put = put.item("sender", s(sender));
         }
