@@ -599,6 +599,23 @@ impl Pipeline {
         Ok(Delivery::DeadLettered { error: last })
     }
 
+    /// [`deliver`](Self::deliver) every envelope at once, as events from
+    /// many accounts arrive together. Results are in the envelopes' order.
+    pub async fn deliver_all(self: &Arc<Self>, envelopes: &[Value]) -> Result<Vec<Delivery>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, envelope) in envelopes.iter().enumerate() {
+            let pipeline = self.clone();
+            let envelope = envelope.clone();
+            tasks.spawn(async move { (i, pipeline.deliver(&envelope).await) });
+        }
+        let mut out: Vec<Option<Delivery>> = vec![None; envelopes.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (i, delivery) = joined.context("a delivery task panicked")?;
+            out[i] = Some(delivery?);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
     /// Put a signal for `record` on the central bus with `sender`'s
     /// credentials, bypassing its agent: what a compromised account can
     /// do.
@@ -1071,17 +1088,25 @@ impl Pipeline {
                 )),
                 None => problems.push(format!("session {id}: root {ts} was never posted")),
             }
-            // Roots of sessions merged into this one point here.
+            // Roots of sessions merged into this one point here, or to a
+            // session that was itself merged into it later.
+            let successors: Vec<&String> = s.item.absorbed.iter().chain([id]).collect();
             for gone in &s.item.absorbed {
                 for old_ts in posted.get(gone).into_iter().flatten() {
                     if old_ts == ts {
                         continue;
                     }
                     let notice = self.slack.thread(old_ts).iter().any(|c| {
-                        c.text().contains("continues in session") && c.text().contains(id.as_str())
+                        let text = c.text();
+                        text.contains("continues in session")
+                            && successors
+                                .iter()
+                                .any(|n| *n != gone && text.contains(n.as_str()))
                     });
                     if !notice {
-                        problems.push(format!("absorbed session {gone} (root {old_ts}) has no notice that it continues in {id}"));
+                        problems.push(format!(
+                            "absorbed session {gone} (root {old_ts}) has no notice that it continues in {id}"
+                        ));
                     }
                 }
             }
