@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use test_support::chaos::seed_from_env;
+use test_support::chaos::{Fault, Scripted, seed_from_env};
 use test_support::org::Org;
 use test_support::pipeline::{Delivery, Options, Pipeline, StoredSession, miscounted};
 use test_support::scenario::{CHAIN, INCIDENT_START, Scenario};
@@ -199,6 +199,16 @@ async fn chaos_loses_nothing_and_doubles_nothing() {
     .await;
     let pipeline = Arc::new(pipeline);
     pipeline.set_fault_rate(0.25);
+    // Slack sees few requests: make sure a 429 and a dropped connection
+    // are among its faults.
+    for (after, fault) in [(0, Fault::RateLimited), (2, Fault::DropBefore)] {
+        pipeline.slack_proxy.script(Scripted {
+            contains: "chat.postMessage".into(),
+            after,
+            fault,
+            count: 1,
+        });
+    }
     let envelopes: Vec<_> = scenario.events.iter().map(|e| e.envelope.clone()).collect();
     let deliveries = pipeline.deliver_all(&envelopes).await.unwrap();
     let delivered: Vec<_> = scenario.events.iter().zip(deliveries).collect();
@@ -208,7 +218,7 @@ async fn chaos_loses_nothing_and_doubles_nothing() {
         "under faults: {report:?}; still pending: {pending:?}\n{}",
         pipeline.fault_report()
     );
-    assert!(pipeline.aws_proxy.faults() > 0 && pipeline.slack_proxy.faults() > 0);
+    assert!(pipeline.aws_proxy.faults() > 0 && pipeline.slack_proxy.faults() >= 2);
 
     // Under faults: every detection is stored or dead-lettered, none
     // counted twice, and Slack is either done or visibly pending.
