@@ -134,10 +134,20 @@ pub async fn new_signal_bus(
     sqs: &aws_sdk_sqs::Client,
     prefix: &str,
 ) -> anyhow::Result<(String, String)> {
-    let bus = unique(prefix);
+    signal_bus(events, sqs, &unique(prefix)).await
+}
+
+/// Bus `bus` (in the clients' account and region) with a rule that
+/// delivers Glasswatch signals to a new queue of the same name. Returns
+/// the bus ARN and the queue URL.
+pub async fn signal_bus(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    bus: &str,
+) -> anyhow::Result<(String, String)> {
     let bus_arn = events
         .create_event_bus()
-        .name(&bus)
+        .name(bus)
         .send()
         .await
         .with_context(|| format!("create event bus {bus}"))?
@@ -147,7 +157,7 @@ pub async fn new_signal_bus(
         r#"{{"source":["{}"]}}"#,
         glasswatch_core::signal::SIGNAL_SOURCE
     );
-    let queue_url = route_to_new_queue(events, sqs, &bus, "signals", &pattern, &bus).await?;
+    let queue_url = route_to_new_queue(events, sqs, bus, "signals", &pattern, bus).await?;
     Ok((bus_arn, queue_url))
 }
 

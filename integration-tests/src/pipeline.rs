@@ -60,9 +60,7 @@ use crate::chaos::{ChaosProxy, Profile};
 use crate::lambda::{RunningFunction, built_binary};
 use crate::org::Org;
 use crate::slack::{CHANNEL_ID, SlackStandIn};
-use crate::{
-    account_credentials, config_with, moto_endpoint, route_to_new_queue, unique, workspace_root,
-};
+use crate::{account_credentials, config_with, moto_endpoint, signal_bus, unique, workspace_root};
 
 /// How the pipeline behaves; [`Options::default`] is AWS-like with no
 /// faults.
@@ -360,7 +358,6 @@ impl Pipeline {
         let queue_arn = queue_arn(&audit_sqs, &queue_url).await?;
 
         let bus = unique("gw-central");
-        let pattern = json!({"source": [SIGNAL_SOURCE]}).to_string();
         let mut senders = BTreeMap::new();
         let mut bus_arn = None;
         for account in org.accounts() {
@@ -368,26 +365,12 @@ impl Pipeline {
                 let config = config_with(&credentials[account], region, &moto_endpoint()).await;
                 let events = aws_sdk_eventbridge::Client::new(&config);
                 let sqs = aws_sdk_sqs::Client::new(&config);
-                let arn = events
-                    .create_event_bus()
-                    .name(&bus)
-                    .send()
+                let (arn, outbox_url) = signal_bus(&events, &sqs, &bus)
                     .await
-                    .with_context(|| format!("create bus {bus} in {account}/{region}"))?
-                    .event_bus_arn
-                    .context("bus arn")?;
+                    .with_context(|| format!("the bus of {account}/{region}"))?;
                 if account == org.audit && *region == audit_region {
                     bus_arn = Some(arn);
                 }
-                let outbox_url = route_to_new_queue(
-                    &events,
-                    &sqs,
-                    &bus,
-                    "glasswatch-signals",
-                    &pattern,
-                    &unique("gw-outbox"),
-                )
-                .await?;
                 let agent_dlq_url = create_queue(&sqs, &unique("gw-agent-dlq"), &[]).await?;
                 senders.insert(
                     (account.to_owned(), region.clone()),

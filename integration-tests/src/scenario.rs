@@ -133,6 +133,40 @@ struct Step {
     vars: Vec<(&'static str, String)>,
 }
 
+impl Step {
+    /// The event: its template filled in, in its EventBridge envelope.
+    fn build(self, start: i64, salt: &str) -> Result<ScenarioEvent> {
+        let time = start + self.offset;
+        let event_id =
+            uuid::Uuid::new_v5(&UUID_NAMESPACE, format!("{salt}/{}", self.label).as_bytes())
+                .to_string();
+        let mut vars: BTreeMap<&str, String> = BTreeMap::from([
+            ("account", self.account.clone()),
+            ("region", self.region.to_owned()),
+            ("time", rfc3339(time)?),
+            ("event_id", event_id.clone()),
+            ("ip", RESPONDER_IP.to_owned()),
+            ("user_agent", CLI.to_owned()),
+        ]);
+        vars.extend(self.vars);
+        let template = TEMPLATES
+            .iter()
+            .find(|(name, _)| *name == self.template)
+            .map(|(_, text)| *text)
+            .with_context(|| format!("no template {}", self.template))?;
+        let record = fill(self.template, template, &vars)?;
+        Ok(ScenarioEvent {
+            label: self.label,
+            envelope: envelope(record, &self.account, self.region, &rfc3339(time)?),
+            account: self.account,
+            region: self.region.to_owned(),
+            event_id,
+            time,
+            session: self.session,
+        })
+    }
+}
+
 fn rfc3339(time: i64) -> Result<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(time)
         .with_context(|| format!("time {time} out of range"))?;
@@ -252,8 +286,25 @@ impl Scenario {
             vars.push(("request", request.to_string()));
             vars
         };
-        let assume = |key: &str, created: &str, target: &String, issued: &str, shared_id: &str| {
-            v(&[
+        // A cross-account AssumeRole of BreakGlassRole is logged twice: in
+        // the caller's account with the caller's identity, and in the
+        // role's account with the caller as an `AWSAccount`.
+        let cross_account_assume = |labels: [&'static str; 2],
+                                    caller_template: &'static str,
+                                    caller: &String,
+                                    caller_vars: Vec<(&'static str, String)>,
+                                    caller_principal_id: &str,
+                                    (key, created): (&str, &str),
+                                    target: &String,
+                                    issued: &str,
+                                    offset: i64|
+         -> Result<[Step; 2]> {
+            let shared_id = uuid::Uuid::new_v5(
+                &UUID_NAMESPACE,
+                format!("{salt}/shared/{}", labels[0]).as_bytes(),
+            )
+            .to_string();
+            let common = v(&[
                 ("key", key),
                 ("created", created),
                 ("target_account", target),
@@ -261,15 +312,37 @@ impl Scenario {
                 ("target_session", BG_SESSION),
                 ("issued_key", issued),
                 ("user_agent", CLI),
-                ("shared_event_id", shared_id),
+                ("shared_event_id", &shared_id),
+                ("expiration", &rfc3339(start + offset + 3600)?),
+            ]);
+            let mut in_caller = common.clone();
+            in_caller.extend(caller_vars);
+            let mut in_target = common;
+            in_target.extend(v(&[
+                ("caller_account", caller),
+                ("caller_principal_id", caller_principal_id),
+            ]));
+            Ok([
+                step(
+                    labels[0],
+                    caller_template,
+                    caller,
+                    us,
+                    offset,
+                    Some(CHAIN),
+                    in_caller,
+                ),
+                step(
+                    labels[1],
+                    "assume-role-owner-copy",
+                    target,
+                    us,
+                    offset,
+                    Some(CHAIN),
+                    in_target,
+                ),
             ])
         };
-        let shared_prod =
-            uuid::Uuid::new_v5(&UUID_NAMESPACE, format!("{salt}/shared/prod").as_bytes())
-                .to_string();
-        let shared_dev =
-            uuid::Uuid::new_v5(&UUID_NAMESPACE, format!("{salt}/shared/dev").as_bytes())
-                .to_string();
         let sso_call = |label, region, offset, source: &str, name: &str| {
             let mut vars = role_call(
                 SSO_ROLE,
@@ -299,7 +372,7 @@ impl Scenario {
             "ec2.amazonaws.com",
             "DescribeInstances",
         );
-        let steps = vec![
+        let mut steps = vec![
             // 1. Root signs in to prod.
             step(
                 "root-login-prod",
@@ -365,109 +438,48 @@ impl Scenario {
                     vars
                 },
             ),
-            step(
-                "bg-assume-prod",
-                "assume-role-by-console-user",
-                shared,
-                us,
-                180,
-                Some(CHAIN),
-                {
-                    let mut vars =
-                        assume(KEY_CONSOLE, &bg_created, prod, KEY_PROD_ROLE, &shared_prod);
-                    vars.extend(v(&[
-                        ("user", BG_USER),
-                        ("principal_id", BG_USER_ID),
-                        ("expiration", &rfc3339(start + 3780)?),
-                    ]));
-                    vars
-                },
+        ];
+        steps.extend(cross_account_assume(
+            ["bg-assume-prod", "bg-assume-prod-owner-copy"],
+            "assume-role-by-console-user",
+            shared,
+            v(&[("user", BG_USER), ("principal_id", BG_USER_ID)]),
+            BG_USER_ID,
+            (KEY_CONSOLE, &bg_created),
+            prod,
+            KEY_PROD_ROLE,
+            180,
+        )?);
+        steps.push(step(
+            "bg-prod-terminate-instances",
+            "role-call",
+            prod,
+            eu,
+            240,
+            Some(CHAIN),
+            role_call(
+                BG_ROLE,
+                BG_SESSION,
+                KEY_PROD_ROLE,
+                &prod_role_created,
+                "ec2.amazonaws.com",
+                "TerminateInstances",
+                false,
+                json!({"instancesSet": {"items": [{"instanceId": "i-0c4e6a8b0d2f41357"}]}}),
             ),
-            step(
-                "bg-assume-prod-owner-copy",
-                "assume-role-owner-copy",
-                prod,
-                us,
-                180,
-                Some(CHAIN),
-                {
-                    let mut vars =
-                        assume(KEY_CONSOLE, &bg_created, prod, KEY_PROD_ROLE, &shared_prod);
-                    vars.extend(v(&[
-                        ("caller_account", shared),
-                        ("caller_principal_id", BG_USER_ID),
-                        ("expiration", &rfc3339(start + 3780)?),
-                    ]));
-                    vars
-                },
-            ),
-            step(
-                "bg-prod-terminate-instances",
-                "role-call",
-                prod,
-                eu,
-                240,
-                Some(CHAIN),
-                role_call(
-                    BG_ROLE,
-                    BG_SESSION,
-                    KEY_PROD_ROLE,
-                    &prod_role_created,
-                    "ec2.amazonaws.com",
-                    "TerminateInstances",
-                    false,
-                    json!({"instancesSet": {"items": [{"instanceId": "i-0c4e6a8b0d2f41357"}]}}),
-                ),
-            ),
-            step(
-                "bg-assume-dev",
-                "assume-role-by-role",
-                prod,
-                us,
-                300,
-                Some(CHAIN),
-                {
-                    let mut vars = assume(
-                        KEY_PROD_ROLE,
-                        &prod_role_created,
-                        dev,
-                        KEY_DEV_ROLE,
-                        &shared_dev,
-                    );
-                    vars.extend(v(&[
-                        ("role", BG_ROLE),
-                        ("session", BG_SESSION),
-                        ("expiration", &rfc3339(start + 3900)?),
-                    ]));
-                    vars
-                },
-            ),
-            step(
-                "bg-assume-dev-owner-copy",
-                "assume-role-owner-copy",
-                dev,
-                us,
-                300,
-                Some(CHAIN),
-                {
-                    let mut vars = assume(
-                        KEY_PROD_ROLE,
-                        &prod_role_created,
-                        dev,
-                        KEY_DEV_ROLE,
-                        &shared_dev,
-                    );
-                    vars.extend(v(&[
-                        ("caller_account", prod),
-                        (
-                            "caller_principal_id",
-                            "AROAGWSCENARIOROLE01:break-glass-1-incident",
-                        ),
-                        ("expiration", &rfc3339(start + 3900)?),
-                    ]));
-                    vars
-                },
-            ),
+        ));
+        steps.extend(cross_account_assume(
+            ["bg-assume-dev", "bg-assume-dev-owner-copy"],
+            "assume-role-by-role",
+            prod,
+            v(&[("role", BG_ROLE), ("session", BG_SESSION)]),
+            "AROAGWSCENARIOROLE01:break-glass-1-incident",
+            (KEY_PROD_ROLE, &prod_role_created),
+            dev,
+            KEY_DEV_ROLE,
+            300,
+        )?);
+        steps.extend([
             step(
                 "bg-dev-list-users",
                 "role-call",
@@ -620,38 +632,11 @@ impl Scenario {
                     json!({"name": format!("arn:aws:cloudtrail:us-east-1:{mgmt}:trail/org-trail")}),
                 ),
             ),
-        ];
-        let templates: BTreeMap<&str, &str> = TEMPLATES.into_iter().collect();
-        let mut events = Vec::new();
-        for s in steps {
-            let time = start + s.offset;
-            let event_id =
-                uuid::Uuid::new_v5(&UUID_NAMESPACE, format!("{salt}/{}", s.label).as_bytes())
-                    .to_string();
-            let mut vars: BTreeMap<&str, String> = BTreeMap::from([
-                ("account", s.account.clone()),
-                ("region", s.region.to_owned()),
-                ("time", rfc3339(time)?),
-                ("event_id", event_id.clone()),
-                ("ip", RESPONDER_IP.to_owned()),
-                ("user_agent", CLI.to_owned()),
-            ]);
-            vars.extend(s.vars);
-            let template = templates
-                .get(s.template)
-                .with_context(|| format!("no template {}", s.template))?;
-            let record = fill(s.template, template, &vars)?;
-            let time_text = rfc3339(time)?;
-            events.push(ScenarioEvent {
-                label: s.label,
-                envelope: envelope(record, &s.account, s.region, &time_text),
-                account: s.account,
-                region: s.region.to_owned(),
-                event_id,
-                time,
-                session: s.session,
-            });
-        }
+        ]);
+        let events = steps
+            .into_iter()
+            .map(|s| s.build(start, salt))
+            .collect::<Result<Vec<_>>>()?;
         use DetectionKind::*;
         let expected = vec![
             (ROOT, ":root", vec![RootSignIn]),
@@ -723,17 +708,7 @@ impl Scenario {
     /// at `offset` seconds into the incident: what a compromised account
     /// would forge to pin activity on `prod`'s break-glass session.
     pub fn forged_prod_activity(&self, start: i64, salt: &str) -> Result<ScenarioEvent> {
-        let event_id =
-            uuid::Uuid::new_v5(&UUID_NAMESPACE, format!("{salt}/forged").as_bytes()).to_string();
-        let time = start + 500;
-        let mut vars: BTreeMap<&str, String> = BTreeMap::from([
-            ("account", self.org.prod.clone()),
-            ("region", crate::org::OTHER_REGION.to_owned()),
-            ("time", rfc3339(time)?),
-            ("event_id", event_id.clone()),
-            ("ip", RESPONDER_IP.to_owned()),
-        ]);
-        vars.extend(v(&[
+        let vars = v(&[
             ("role", BG_ROLE),
             ("role_path", ""),
             ("session", BG_SESSION),
@@ -741,26 +716,19 @@ impl Scenario {
             ("created", &rfc3339(start + 180)?),
             ("event_source", "iam.amazonaws.com"),
             ("event_name", "CreateAccessKey"),
-            ("user_agent", CLI),
             ("read_only", "false"),
             ("request", r#"{"userName":"backdoor"}"#),
-        ]));
-        let templates: BTreeMap<&str, &str> = TEMPLATES.into_iter().collect();
-        let record = fill("role-call", templates["role-call"], &vars)?;
-        Ok(ScenarioEvent {
+        ]);
+        Step {
             label: "forged-prod-activity",
-            envelope: envelope(
-                record,
-                &self.org.prod,
-                crate::org::OTHER_REGION,
-                &rfc3339(time)?,
-            ),
+            template: "role-call",
             account: self.org.prod.clone(),
-            region: crate::org::OTHER_REGION.to_owned(),
-            event_id,
-            time,
+            region: crate::org::OTHER_REGION,
+            offset: 500,
             session: None,
-        })
+            vars,
+        }
+        .build(start, salt)
     }
 
     /// Compare stored sessions with [`expected_sessions`](Self::expected_sessions):
@@ -782,40 +750,42 @@ impl Scenario {
                 continue;
             };
             let s = &got.item.session;
-            let mut differ = |what: &str, a: String, b: String| {
-                if a != b {
+            let fields = [
+                (
+                    "events",
+                    format!("{:?}", got.event_ids),
+                    format!("{:?}", want.event_ids),
+                ),
+                (
+                    "event_count",
+                    s.event_count.to_string(),
+                    want.event_ids.len().to_string(),
+                ),
+                (
+                    "accounts",
+                    format!("{:?}", s.accounts),
+                    format!("{:?}", want.accounts),
+                ),
+                (
+                    "regions",
+                    format!("{:?}", s.regions),
+                    format!("{:?}", want.regions),
+                ),
+                (
+                    "kinds",
+                    format!("{:?}", s.kinds),
+                    format!("{:?}", want.kinds),
+                ),
+            ];
+            for (what, got, expected) in fields {
+                if got != expected {
                     let _ = writeln!(
                         problems,
-                        "session {:?}: {what} is {a}, expected {b}",
+                        "session {:?}: {what} is {got}, expected {expected}",
                         want.name
                     );
                 }
-            };
-            differ(
-                "events",
-                format!("{:?}", got.event_ids),
-                format!("{:?}", want.event_ids),
-            );
-            differ(
-                "event_count",
-                s.event_count.to_string(),
-                want.event_ids.len().to_string(),
-            );
-            differ(
-                "accounts",
-                format!("{:?}", s.accounts),
-                format!("{:?}", want.accounts),
-            );
-            differ(
-                "regions",
-                format!("{:?}", s.regions),
-                format!("{:?}", want.regions),
-            );
-            differ(
-                "kinds",
-                format!("{:?}", s.kinds),
-                format!("{:?}", want.kinds),
-            );
+            }
             if !s.principal.contains(want.principal_contains) {
                 let _ = writeln!(
                     problems,

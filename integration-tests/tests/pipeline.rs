@@ -18,15 +18,18 @@ use test_support::org::Org;
 use test_support::pipeline::{Delivery, Options, Pipeline, StoredSession, miscounted};
 use test_support::scenario::{CHAIN, INCIDENT_START, Scenario};
 
-/// Checks shared by every run that ends with everything delivered and
-/// sent: the exact sessions, nothing counted twice, the evidence verified,
-/// noise absent, Slack consistent with the store, nothing pending or
-/// dead-lettered.
-async fn assert_complete(
+/// Drain what is left (no message may fail), send what is pending, and
+/// check the end state every run must reach: the exact sessions, nothing
+/// counted twice, the evidence verified, noise absent, Slack consistent
+/// with the store, nothing pending or dead-lettered.
+async fn finish(
     pipeline: &Pipeline,
     scenario: &Scenario,
     other_roots: usize,
 ) -> Vec<StoredSession> {
+    let report = pipeline.drain().await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}\n{}", pipeline.fault_report());
+    assert_eq!(pipeline.settle(5).await.unwrap(), Vec::<String>::new());
     let stored = pipeline.stored_sessions().await.unwrap();
     if let Err(problems) = scenario.check_sessions(&stored) {
         panic!(
@@ -69,6 +72,25 @@ async fn assert_complete(
     stored
 }
 
+/// Hand every event to its agent in the order they happened (draining the
+/// queue after each when `drain_each`): the agents relay exactly the
+/// detections and drop the noise.
+async fn deliver_in_order(pipeline: &Pipeline, scenario: &Scenario, drain_each: bool) {
+    for event in &scenario.events {
+        let delivery = pipeline.deliver(&event.envelope).await.unwrap();
+        let want = if event.session.is_some() {
+            Delivery::Relayed
+        } else {
+            Delivery::Dropped
+        };
+        assert_eq!(delivery, want, "{}", event.label);
+        if drain_each {
+            let report = pipeline.drain().await.unwrap();
+            assert_eq!(report.failed, 0, "{}: {report:?}", event.label);
+        }
+    }
+}
+
 async fn setup(options: Options) -> (Pipeline, Scenario) {
     let org = Org::create().await.unwrap();
     let scenario = Scenario::incident(&org, INCIDENT_START, "e2e").unwrap();
@@ -82,19 +104,8 @@ async fn the_incident_makes_four_sessions_with_one_thread_each_and_noise_makes_n
     let (pipeline, scenario) = setup(Options::default()).await;
     // Event by event, as they happen: each session's root goes out with
     // its first event, and later events become follow-ups in its thread.
-    for event in &scenario.events {
-        let delivery = pipeline.deliver(&event.envelope).await.unwrap();
-        let want = if event.session.is_some() {
-            Delivery::Relayed
-        } else {
-            Delivery::Dropped
-        };
-        assert_eq!(delivery, want, "{}", event.label);
-        let report = pipeline.drain().await.unwrap();
-        assert_eq!(report.failed, 0, "{}: {report:?}", event.label);
-    }
-    assert_eq!(pipeline.settle(5).await.unwrap(), Vec::<String>::new());
-    let stored = assert_complete(&pipeline, &scenario, 0).await;
+    deliver_in_order(&pipeline, &scenario, true).await;
+    let stored = finish(&pipeline, &scenario, 0).await;
 
     assert_eq!(
         pipeline.slack.roots().len(),
@@ -166,20 +177,8 @@ async fn the_real_binaries_run_the_incident() {
         ..Options::default()
     })
     .await;
-    for event in &scenario.events {
-        let delivery = pipeline.deliver(&event.envelope).await.unwrap();
-        let want = if event.session.is_some() {
-            Delivery::Relayed
-        } else {
-            Delivery::Dropped
-        };
-        assert_eq!(delivery, want, "{}", event.label);
-    }
-    let report = pipeline.drain().await.unwrap();
-    assert_eq!(report.failed, 0, "{report:?}");
-    assert_eq!(pipeline.settle(5).await.unwrap(), Vec::<String>::new());
-    assert_complete(&pipeline, &scenario, 0).await;
-    assert_eq!(pipeline.slack.roots().len(), 4);
+    deliver_in_order(&pipeline, &scenario, false).await;
+    finish(&pipeline, &scenario, 0).await;
     println!(
         "incident with the binaries: {:.1} s",
         started.elapsed().as_secs_f64()
@@ -273,10 +272,7 @@ async fn chaos_loses_nothing_and_doubles_nothing() {
             "{delivery:?}"
         );
     }
-    let report = pipeline.drain().await.unwrap();
-    assert_eq!(report.failed, 0, "{report:?}");
-    assert_eq!(pipeline.settle(5).await.unwrap(), Vec::<String>::new());
-    assert_complete(&pipeline, &scenario, 0).await;
+    finish(&pipeline, &scenario, 0).await;
     println!(
         "chaos (seed {seed}): {:.1} s",
         started.elapsed().as_secs_f64()
@@ -341,12 +337,8 @@ async fn delivered_twice_shuffled_in_random_batches_the_sessions_and_root_messag
     let in_order = Pipeline::start(org.clone(), Options::default())
         .await
         .unwrap();
-    for event in &scenario.events {
-        in_order.deliver(&event.envelope).await.unwrap();
-    }
-    in_order.drain().await.unwrap();
-    in_order.settle(5).await.unwrap();
-    let expected = assert_complete(&in_order, &scenario, 0).await;
+    deliver_in_order(&in_order, &scenario, false).await;
+    let expected = finish(&in_order, &scenario, 0).await;
 
     let shuffled = Pipeline::start(
         org,
@@ -369,9 +361,7 @@ async fn delivered_twice_shuffled_in_random_batches_the_sessions_and_root_messag
             shuffled.drain().await.unwrap();
         }
     }
-    shuffled.drain().await.unwrap();
-    shuffled.settle(5).await.unwrap();
-    let got = assert_complete(&shuffled, &scenario, 0).await;
+    let got = finish(&shuffled, &scenario, 0).await;
 
     let summary = |sessions: &[StoredSession]| -> Vec<_> {
         sessions
@@ -403,12 +393,8 @@ async fn delivered_twice_shuffled_in_random_batches_the_sessions_and_root_messag
 #[tokio::test]
 async fn a_signal_from_one_account_claiming_another_is_alerted_and_changes_no_session() {
     let (pipeline, scenario) = setup(Options::default()).await;
-    for event in &scenario.events {
-        pipeline.deliver(&event.envelope).await.unwrap();
-    }
-    pipeline.drain().await.unwrap();
-    pipeline.settle(5).await.unwrap();
-    let before = assert_complete(&pipeline, &scenario, 0).await;
+    deliver_in_order(&pipeline, &scenario, false).await;
+    let before = finish(&pipeline, &scenario, 0).await;
     let calls_before = pipeline.slack.calls().len();
 
     // dev forges activity of prod's break-glass role session.
