@@ -385,11 +385,22 @@ impl Aggregator {
             notified_count: item.notified_count,
             digest_sent_at: item.digest_sent_at,
         };
-        match next_step(&ctx, session, &state, new_events, now, flush) {
+        let mut step = next_step(&ctx, session, &state, new_events, now, flush);
+        // A digest also lists the events deferred since the last one.
+        let mut events = new_events.to_vec();
+        if matches!(step, Step::Follow(_)) {
+            let deferred = self.store.deferred_events(id).await?;
+            if !deferred.is_empty() {
+                events.extend(deferred);
+                step = next_step(&ctx, session, &state, &events, now, flush);
+            }
+        }
+        let event_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        match step {
             // Up to date; a tick clears a pending mark left behind.
             Step::Nothing if flush => Ok(self.store.set_pending(id, false).await?),
             Step::Nothing => Ok(()),
-            Step::Defer => Ok(self.store.set_pending(id, true).await?),
+            Step::Defer => Ok(self.store.defer_events(id, &event_ids).await?),
             Step::Root(request) => {
                 let claimant = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
                 if !self
@@ -397,14 +408,14 @@ impl Aggregator {
                     .claim_root(id, &claimant, now, now - CLAIM_STALE_SECS)
                     .await?
                 {
-                    // Another invocation is posting it; it covers these.
-                    return Ok(());
+                    // Another invocation is posting it, and may not cover
+                    // these events (or may die): the tick looks again.
+                    return Ok(self.store.set_pending(id, true).await?);
                 }
                 match self.slack.send(&request, deadline).await {
                     Ok(sent) => {
-                        let ts = sent.ts.as_deref().unwrap_or(WEBHOOK_ROOT);
-                        self.store
-                            .record_notified(id, ts, session.event_count, Some(now))
+                        let ts = sent.ts.clone().unwrap_or_else(|| WEBHOOK_ROOT.to_owned());
+                        self.record_root(id, &ts, session.event_count, now, deadline)
                             .await?;
                         if let (Some(channel), Some(ts)) = (&sent.channel, &sent.ts) {
                             self.record_link(id, channel, ts, deadline).await?;
@@ -422,7 +433,7 @@ impl Aggregator {
                 for request in &requests {
                     if let Err(e) = self.slack.send(request, deadline).await {
                         tracing::warn!(session_id = %id, error = %e, "digest not sent; pending");
-                        self.store.set_pending(id, true).await?;
+                        self.store.defer_events(id, &event_ids).await?;
                         return Ok(());
                     }
                 }
@@ -456,6 +467,31 @@ impl Aggregator {
             .store
             .record_root_link(session_id, channel, link.as_deref())
             .await?)
+    }
+
+    /// Record a posted root message's `ts`, trying again while the
+    /// deadline allows: Slack shows the message now, and a `ts` that is
+    /// not recorded gets the session a second root message later.
+    async fn record_root(
+        &self,
+        id: &str,
+        ts: &str,
+        covered: u64,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<(), AggregatorError> {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.store.record_notified(id, ts, covered, Some(now)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() + wait + Duration::from_secs(2) < deadline => {
+                    tracing::warn!(session_id = %id, error = %e, "root message sent but not recorded; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The scheduled tick: coverage alerts, then pending Slack messages.

@@ -2,11 +2,14 @@
 //! environment once, build the clients once (the Slack credential is
 //! fetched from Secrets Manager here, once per container), run.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use glasswatch_aggregator::{Aggregator, AggregatorConfig, build_slack, init_tracing};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
+
+/// Time assumed left when the runtime's deadline is unusable.
+const UNKNOWN_DEADLINE_BUDGET: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -25,7 +28,9 @@ async fn main() -> Result<(), Error> {
             .deadline()
             .duration_since(SystemTime::now())
             .ok();
-        let deadline = Instant::now() + left.unwrap_or_default();
+        // A deadline already past is not one Lambda would give (`cargo
+        // lambda watch` sends a relative 600000 ms): assume a budget.
+        let deadline = Instant::now() + left.unwrap_or(UNKNOWN_DEADLINE_BUDGET);
         aggregator.invoke(&event.payload, deadline).await
     }))
     .await

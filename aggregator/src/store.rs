@@ -11,7 +11,7 @@
 //! | `KEY#<key>` | `<time>#<eventID>` | a use of a correlation key |
 //! | `KEY#<key>` | `HEAD` | the key's version: concurrent writers of one key serialise on it |
 //! | `COVERAGE` | `<account>#<region>` | last heartbeat and trail status |
-//! | `PENDING` | `<session id>` | a session with Slack messages not yet sent (for a merged-away session: its 'continues in' notice) |
+//! | `PENDING` | `<session id>` | a session with Slack messages not yet sent, with the `events` its next digest lists (for a merged-away session: its 'continues in' notice) |
 //! | `SPOOFED#<eventID>` | `SPOOFED` | a signal whose sender is not its account |
 //!
 //! One event is one `TransactWriteItems` request: the event items, its key
@@ -654,9 +654,11 @@ impl Store {
         let result = self
             .update_session(session_id)
             .update_expression("SET root_claim = :me, root_claimed_at = :now")
+            // Our own claim counts as won: the SDK may resend a claim whose
+            // answer was lost.
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(root_ts) \
-                 AND (attribute_not_exists(root_claim) OR root_claimed_at < :stale)",
+                 AND (attribute_not_exists(root_claim) OR root_claimed_at < :stale OR root_claim = :me)",
             )
             .expression_attribute_values(":me", s(claimant))
             .expression_attribute_values(":now", n(now))
@@ -770,6 +772,58 @@ impl Store {
         Ok(())
     }
 
+    /// Mark a session pending and remember `event_ids` for its next
+    /// thread digest, which the tick sends.
+    pub async fn defer_events(
+        &self,
+        session_id: &str,
+        event_ids: &[String],
+    ) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return self.set_pending(session_id, true).await;
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("PENDING"))
+            .key("sk", s(session_id))
+            .update_expression("ADD events :ids")
+            .expression_attribute_values(":ids", AttributeValue::Ss(event_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// The events deferred for a session's next digest
+    /// ([`defer_events`](Self::defer_events)).
+    pub async fn deferred_events(&self, session_id: &str) -> Result<Vec<SessionEvent>, StoreError> {
+        let Some(pending) = self.get("PENDING", session_id).await? else {
+            return Ok(Vec::new());
+        };
+        let ids = pending
+            .get("events")
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        for event_id in ids {
+            let key = format!("EVENT#{event_id}");
+            let Some(item) = self.get(&key, "EVENT").await? else {
+                continue;
+            };
+            let json = get_s(&item, "event").ok_or_else(|| StoreError::Corrupt {
+                key: key.clone(),
+                reason: "no event".into(),
+            })?;
+            events.push(serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+                key,
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(events)
+    }
+
     /// Sessions with Slack messages still to send.
     pub async fn pending(&self) -> Result<Vec<String>, StoreError> {
         let items = self.query_all("PENDING").await?;
@@ -802,13 +856,15 @@ impl Store {
     }
 
     /// Store a spoofed or outside signal once. Returns whether it was new
-    /// (and so deserves an alert).
+    /// (and so deserves an alert). A resent request (its answer lost) is
+    /// still this call's, so still new.
     pub async fn record_untrusted(
         &self,
         event_id: &str,
         evidence: &Evidence<'_>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let writer = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
         let mut put = self
             .client
             .put_item()
@@ -822,7 +878,9 @@ impl Store {
             .item("signal", s(evidence.signal_json))
             .item("received_at", n(now))
             .item("expires_at", self.expires(now))
-            .condition_expression("attribute_not_exists(pk)");
+            .item("writer", s(&writer))
+            .condition_expression("attribute_not_exists(pk) OR writer = :me")
+            .expression_attribute_values(":me", s(&writer));
         if let Some(sender) = evidence.sender {
             put = put.item("sender", s(sender));
         }

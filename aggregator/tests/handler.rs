@@ -472,3 +472,32 @@ async fn a_late_link_announces_the_merge_in_the_absorbed_thread_even_after_a_sla
     assert_eq!(notices[0]["thread_ts"], "1791990000.000100");
     assert!(!agg.store.pending().await.unwrap().contains(&b_id));
 }
+
+#[tokio::test]
+async fn follow_ups_deferred_by_the_digest_interval_are_listed_in_the_thread_by_the_tick() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let agg = &bed.aggregator;
+    let first = envelope(&activity(&member, 90), Some(&member));
+    agg.handle_batch(&batch(&[first]), NOW, deadline()).await;
+    // Two more events within the digest interval: deferred, not lost.
+    for n in [91, 92] {
+        let body = envelope(&activity(&member, n), Some(&member));
+        let response = agg.handle_batch(&batch(&[body]), NOW + 5, deadline()).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let replies = || async {
+        requests(&bed.slack, "/api/chat.postMessage")
+            .await
+            .into_iter()
+            .filter(|b| b.get("thread_ts").is_some())
+            .collect::<Vec<Value>>()
+    };
+    assert!(replies().await.is_empty(), "deferred within the interval");
+    agg.tick(NOW + 10, deadline()).await.unwrap();
+    let replies = replies().await;
+    assert_eq!(replies.len(), 1, "{replies:#?}");
+    let text = replies[0].to_string();
+    assert!(text.contains("2 new events"), "{text}");
+    assert!(agg.store.pending().await.unwrap().is_empty());
+}

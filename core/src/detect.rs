@@ -735,7 +735,16 @@ pub fn correlation_keys(record: &Record) -> Vec<CorrelationKey> {
     }
     match id.kind {
         IdentityType::IAMUser => {
-            if let (Some(arn), Some(created)) = (id.arn.as_deref(), id.session_created.as_deref()) {
+            // A successful console sign-in starts the console session whose
+            // calls carry `creationDate` = the sign-in time, so the sign-in
+            // shares their key.
+            let created = id.session_created.as_deref().or_else(|| {
+                (record.event_source == source::SIGNIN
+                    && record.event_name == "ConsoleLogin"
+                    && !outcome_failed(record, "ConsoleLogin"))
+                .then_some(record.event_time.as_str())
+            });
+            if let (Some(arn), Some(created)) = (id.arn.as_deref(), created) {
                 keys.push(CorrelationKey::ConsoleSession(format!(
                     "{}|{arn}|{created}",
                     record.account

@@ -143,3 +143,34 @@ fn detections_carry_context_and_keys() {
         .collect();
     assert_eq!(shared.len(), 1, "{:?}", sso_activity[0].keys);
 }
+
+#[test]
+fn a_console_sign_in_shares_its_key_with_the_console_session_it_starts() {
+    let watch = watch();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let doc = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let keys = |doc: &Value| -> BTreeSet<String> {
+        classify(&watch, &Record::from_value(doc).unwrap())
+            .iter()
+            .flat_map(|d| d.keys.iter().map(ToString::to_string))
+            .collect()
+    };
+    let login = doc("04-break-glass-1-console-login-us-east-2.json");
+    let mut call = doc("56-session-break-glass-1-s3-list-buckets.json");
+    call["detail"]["userIdentity"]["sessionContext"]["attributes"]["creationDate"] =
+        login["detail"]["eventTime"].clone();
+    let shared: Vec<String> = keys(&login).intersection(&keys(&call)).cloned().collect();
+    assert_eq!(
+        shared,
+        ["console:111122223333|arn:aws:iam::111122223333:user/break-glass-1|2026-10-08T14:02:31Z"]
+    );
+    let mut failed = doc("06-break-glass-1-console-login-failure.json");
+    failed["detail"]["userIdentity"]["arn"] =
+        Value::from("arn:aws:iam::111122223333:user/break-glass-1");
+    assert!(
+        keys(&failed).is_empty(),
+        "a failed sign-in starts no session"
+    );
+}

@@ -158,3 +158,93 @@ impl Drop for LambdaWatch {
         self.stop();
     }
 }
+
+/// The `bootstrap` binary `name` that cargo built next to the running test
+/// (`target/debug/NAME`). `cargo test --workspace` (what `cargo xtask
+/// test` runs) builds every package's binaries first; a lone
+/// `cargo test -p glasswatch-integration-tests` does not, hence the check
+/// that the binary exists and is newer than the sources it is built from
+/// (`crates`, relative to the workspace root).
+pub fn built_binary(name: &str, crates: &[&str]) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("the test's own path")?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test binary is not inside target/<profile>/deps")?;
+    let binary = dir.join(name);
+    let build = format!(
+        "build it first: `cargo build {}` (or run `cargo xtask test`)",
+        crates
+            .iter()
+            .filter(|c| **c != "core")
+            .map(|c| format!("-p glasswatch-{c}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .map_err(|e| anyhow::anyhow!("{}: {e}; {build}", binary.display()))?;
+    for krate in crates {
+        let src = workspace_root().join(krate).join("src");
+        for entry in std::fs::read_dir(&src).with_context(|| format!("list {}", src.display()))? {
+            let path = entry?.path();
+            if std::fs::metadata(&path)?.modified()? > built {
+                bail!(
+                    "{} is older than {}; {build}",
+                    binary.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(binary)
+}
+
+/// A real `bootstrap` binary serving its own `cargo lambda watch`; both
+/// stop when dropped.
+#[derive(Debug)]
+pub struct RunningFunction {
+    watch: LambdaWatch,
+    child: Child,
+    /// The function's own output (JSON log lines).
+    pub log: PathBuf,
+}
+
+impl RunningFunction {
+    /// Start `binary` with a clean environment: `PATH`, the Runtime API
+    /// variables, and `env`.
+    pub fn start(name: &str, binary: &Path, env: &[(String, String)]) -> Result<Self> {
+        let watch = LambdaWatch::start(name)?;
+        let (log, out) = log_file(&format!("function-{name}-{}.log", watch.port))?;
+        let child = Command::new(binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(watch.function_env())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        Ok(Self { watch, child, log })
+    }
+
+    /// Invoke synchronously. `Ok(Ok(body))` when the function returned,
+    /// `Ok(Err(error))` when it failed (Lambda would retry it).
+    pub async fn invoke(&self, payload: &Value) -> Result<std::result::Result<Value, String>> {
+        let (status, body) = self.watch.invoke(payload).await?;
+        let function_error = body.get("errorType").is_some() || body.get("errorMessage").is_some();
+        Ok(if status >= 400 || function_error {
+            Err(format!("HTTP {status}: {body}"))
+        } else {
+            Ok(body)
+        })
+    }
+}
+
+impl Drop for RunningFunction {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -19,12 +19,22 @@
 //! - [`lambda`]: `cargo lambda watch` as the Runtime API for the real
 //!   `bootstrap` binaries;
 //! - [`unique`]: names that do not collide between tests sharing one moto;
-//! - [`org`]: a fresh organization with an OU tree and member accounts.
+//! - [`org`]: a fresh organization in moto: five accounts in an OU tree;
+//! - [`chaos`]: a fault-injecting HTTP proxy;
+//! - [`slack`]: a recording Slack stand-in (bot mode);
+//! - [`pipeline`]: agents → central bus → SQS → aggregator, with the
+//!   retries AWS makes, in process or with the real binaries;
+//! - [`scenario`]: the scripted break-glass incident and what it must
+//!   leave behind.
 
+pub mod chaos;
 pub mod lambda;
 pub mod moto;
 pub mod org;
+pub mod pipeline;
 pub mod proxy;
+pub mod scenario;
+pub mod slack;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -82,6 +92,13 @@ pub async fn account_config(
     account: &str,
     region: &str,
 ) -> anyhow::Result<(SdkConfig, Credentials)> {
+    let credentials = account_credentials(account, region).await?;
+    let config = config_with(&credentials, region, &moto_endpoint()).await;
+    Ok((config, credentials))
+}
+
+/// Credentials from moto's STS that moto attributes to `account`.
+pub async fn account_credentials(account: &str, region: &str) -> anyhow::Result<Credentials> {
     let base = sdk_config(region).await;
     let assumed = aws_sdk_sts::Client::new(&base)
         .assume_role()
@@ -93,20 +110,24 @@ pub async fn account_config(
     let c = assumed
         .credentials
         .context("moto AssumeRole returned no credentials")?;
-    let credentials = Credentials::new(
+    Ok(Credentials::new(
         c.access_key_id,
         c.secret_access_key,
         Some(c.session_token),
         None,
         "moto-assume-role",
-    );
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    ))
+}
+
+/// SDK configuration with these credentials and region, reaching AWS at
+/// `endpoint` (moto, or a proxy in front of it).
+pub async fn config_with(credentials: &Credentials, region: &str, endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .endpoint_url(moto_endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(credentials.clone())
         .load()
-        .await;
-    Ok((config, credentials))
+        .await
 }
 
 /// A name no other test in this process, or an earlier run against the
@@ -132,10 +153,20 @@ pub async fn new_signal_bus(
     sqs: &aws_sdk_sqs::Client,
     prefix: &str,
 ) -> anyhow::Result<(String, String)> {
-    let bus = unique(prefix);
+    signal_bus(events, sqs, &unique(prefix)).await
+}
+
+/// Bus `bus` (in the clients' account and region) with a rule that
+/// delivers Glasswatch signals to a new queue of the same name. Returns
+/// the bus ARN and the queue URL.
+pub async fn signal_bus(
+    events: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    bus: &str,
+) -> anyhow::Result<(String, String)> {
     let bus_arn = events
         .create_event_bus()
-        .name(&bus)
+        .name(bus)
         .send()
         .await
         .with_context(|| format!("create event bus {bus}"))?
@@ -145,7 +176,7 @@ pub async fn new_signal_bus(
         r#"{{"source":["{}"]}}"#,
         glasswatch_core::signal::SIGNAL_SOURCE
     );
-    let queue_url = route_to_new_queue(events, sqs, &bus, "signals", &pattern, &bus).await?;
+    let queue_url = route_to_new_queue(events, sqs, bus, "signals", &pattern, bus).await?;
     Ok((bus_arn, queue_url))
 }
 

@@ -1,142 +1,181 @@
-//! A fresh AWS Organization in moto, the shape deploy meets in real life:
-//! a management account of its own (so tests sharing one moto never share
-//! an organization), an OU tree two levels deep, and member accounts,
-//! one of them the audit account.
+//! An AWS Organization in moto, the shape deploy and the pipeline meet in
+//! real life: a fresh management account of its own (so tests sharing one
+//! moto never share an organization), an OU tree two levels deep, and
+//! member accounts created through Organizations (so `ListAccounts`, which
+//! the aggregator's membership check reads, knows every one of them).
 //!
 //! ```text
-//! root ─ management account
+//! root ─ management
 //!  ├─ Security ─ audit
-//!  └─ Workloads ─ app
-//!      └─ Prod ─ prod-1, prod-2
+//!  └─ Workloads ─ shared-services
+//!      └─ Apps ─ prod, dev
 //! ```
+//!
+//! moto gives created accounts random ids; everything else takes them
+//! from here.
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
+use anyhow::{Context, Result};
 use aws_config::SdkConfig;
-use aws_sdk_organizations::Client;
 use aws_sdk_organizations::types::OrganizationFeatureSet;
 
 use crate::account_config;
 
-/// A built organization; maps are keyed by the names in the diagram.
+/// The audit region of [`Org`]s created here; the other region is
+/// [`OTHER_REGION`].
+pub const AUDIT_REGION: &str = "eu-west-1";
+pub const OTHER_REGION: &str = "us-east-1";
+
+/// The organization of the incident scenario and of deploy: five accounts
+/// in two regions.
 #[derive(Debug, Clone)]
-pub struct TestOrg {
+pub struct Org {
     pub management: String,
-    /// Credentials of the management account, in the region asked for.
+    /// Credentials of the management account (in [`OTHER_REGION`]).
     pub management_config: SdkConfig,
     pub organization_id: String,
     pub root: String,
+    /// OU name → id.
     pub ous: BTreeMap<&'static str, String>,
-    pub accounts: BTreeMap<&'static str, String>,
+    /// Where the central bus, queue, table and aggregator live.
+    pub audit: String,
+    pub prod: String,
+    /// The identity account where the break-glass IAM user lives.
+    pub shared: String,
+    pub dev: String,
+    /// Account id → name, as Organizations lists them.
+    pub names: BTreeMap<String, String>,
+    /// The audit region first.
+    pub regions: Vec<String>,
 }
 
-impl TestOrg {
-    pub fn account(&self, name: &str) -> &str {
-        self.accounts
-            .get(name)
-            .map(String::as_str)
-            .unwrap_or_default()
+impl Org {
+    /// Create a new organization in moto. Its management account is a
+    /// fresh random id, so each call gets its own organization even on a
+    /// shared moto.
+    pub async fn create() -> Result<Self> {
+        let management = format!("9{:011}", fastrand::u64(..100_000_000_000));
+        let (management_config, _) = account_config(&management, OTHER_REGION).await?;
+        let orgs = aws_sdk_organizations::Client::new(&management_config);
+        let org = orgs
+            .create_organization()
+            .feature_set(OrganizationFeatureSet::All)
+            .send()
+            .await
+            .with_context(|| format!("create an organization in {management}"))?
+            .organization
+            .context("CreateOrganization returned no organization")?;
+        let root = orgs
+            .list_roots()
+            .send()
+            .await
+            .context("list roots")?
+            .roots()
+            .first()
+            .and_then(|r| r.id())
+            .context("no root")?
+            .to_owned();
+        let mut ous: BTreeMap<&'static str, String> = BTreeMap::new();
+        for (name, parent) in [
+            ("Security", None),
+            ("Workloads", None),
+            ("Apps", Some("Workloads")),
+        ] {
+            let parent_id = parent.map_or_else(|| root.clone(), |p| ous[p].clone());
+            let id = orgs
+                .create_organizational_unit()
+                .parent_id(parent_id)
+                .name(name)
+                .send()
+                .await
+                .with_context(|| format!("create OU {name}"))?
+                .organizational_unit
+                .and_then(|o| o.id)
+                .context("CreateOrganizationalUnit returned no id")?;
+            ous.insert(name, id);
+        }
+        let mut names = BTreeMap::from([(management.clone(), "management".to_owned())]);
+        let mut ids = Vec::new();
+        for (name, ou) in [
+            ("audit", "Security"),
+            ("prod", "Apps"),
+            ("shared-services", "Workloads"),
+            ("dev", "Apps"),
+        ] {
+            let created = orgs
+                .create_account()
+                .account_name(name)
+                .email(format!("aws+{name}-{management}@example.com"))
+                .send()
+                .await
+                .with_context(|| format!("create account {name}"))?;
+            let id = created
+                .create_account_status
+                .and_then(|s| s.account_id)
+                .context("CreateAccount returned no account id")?;
+            orgs.move_account()
+                .account_id(&id)
+                .source_parent_id(&root)
+                .destination_parent_id(&ous[ou])
+                .send()
+                .await
+                .with_context(|| format!("move account {name} to {ou}"))?;
+            names.insert(id.clone(), name.to_owned());
+            ids.push(id);
+        }
+        // moto names the management account "master"; use what it lists.
+        let listed = orgs.list_accounts().send().await.context("list accounts")?;
+        for account in listed.accounts() {
+            if let (Some(id), Some(name)) = (account.id(), account.name()) {
+                names.insert(id.to_owned(), name.to_owned());
+            }
+        }
+        let [audit, prod, shared, dev] = <[String; 4]>::try_from(ids)
+            .map_err(|_| anyhow::anyhow!("expected four created accounts"))?;
+        Ok(Self {
+            management,
+            management_config,
+            organization_id: org.id.unwrap_or_default(),
+            root,
+            ous,
+            audit,
+            prod,
+            shared,
+            dev,
+            names,
+            regions: vec![AUDIT_REGION.to_owned(), OTHER_REGION.to_owned()],
+        })
+    }
+
+    pub fn audit_region(&self) -> &str {
+        &self.regions[0]
+    }
+
+    /// Every account, management first.
+    pub fn accounts(&self) -> Vec<&str> {
+        vec![
+            &self.management,
+            &self.audit,
+            &self.prod,
+            &self.shared,
+            &self.dev,
+        ]
+    }
+
+    /// The member accounts, audit account included.
+    pub fn members(&self) -> Vec<String> {
+        vec![
+            self.audit.clone(),
+            self.prod.clone(),
+            self.shared.clone(),
+            self.dev.clone(),
+        ]
     }
 
     pub fn ou(&self, name: &str) -> &str {
         self.ous.get(name).map(String::as_str).unwrap_or_default()
     }
-
-    /// The member accounts, audit account included.
-    pub fn members(&self) -> Vec<String> {
-        self.accounts.values().cloned().collect()
-    }
-}
-
-/// A management account id no other test uses: moto keeps one
-/// organization per account.
-fn fresh_account_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mixed = nanos ^ (u128::from(std::process::id()) << 40);
-    format!("9{:011}", mixed % 100_000_000_000)
-}
-
-pub async fn build(region: &str) -> anyhow::Result<TestOrg> {
-    let management = fresh_account_id();
-    let (management_config, _) = account_config(&management, region).await?;
-    let orgs = Client::new(&management_config);
-    let org = orgs
-        .create_organization()
-        .feature_set(OrganizationFeatureSet::All)
-        .send()
-        .await
-        .context("moto CreateOrganization")?
-        .organization
-        .context("no organization")?;
-    let root = orgs
-        .list_roots()
-        .send()
-        .await
-        .context("moto ListRoots")?
-        .roots()
-        .first()
-        .and_then(|r| r.id())
-        .context("no root")?
-        .to_owned();
-    let mut ous: BTreeMap<&'static str, String> = BTreeMap::new();
-    for (name, parent) in [
-        ("Security", None),
-        ("Workloads", None),
-        ("Prod", Some("Workloads")),
-    ] {
-        let parent_id = parent.map_or(root.clone(), |p: &str| ous[p].clone());
-        let ou = orgs
-            .create_organizational_unit()
-            .parent_id(parent_id)
-            .name(name)
-            .send()
-            .await
-            .with_context(|| format!("moto CreateOrganizationalUnit {name}"))?;
-        let id = ou
-            .organizational_unit
-            .and_then(|o| o.id)
-            .context("no OU id")?;
-        ous.insert(name, id);
-    }
-    let mut accounts = BTreeMap::new();
-    for (name, ou) in [
-        ("audit", "Security"),
-        ("app", "Workloads"),
-        ("prod-1", "Prod"),
-        ("prod-2", "Prod"),
-    ] {
-        let created = orgs
-            .create_account()
-            .account_name(name)
-            .email(format!("{name}-{management}@example.com"))
-            .send()
-            .await
-            .with_context(|| format!("moto CreateAccount {name}"))?;
-        let id = created
-            .create_account_status
-            .and_then(|s| s.account_id)
-            .context("no account id")?;
-        orgs.move_account()
-            .account_id(&id)
-            .source_parent_id(&root)
-            .destination_parent_id(&ous[ou])
-            .send()
-            .await
-            .with_context(|| format!("moto MoveAccount {name}"))?;
-        accounts.insert(name, id);
-    }
-    Ok(TestOrg {
-        management,
-        management_config,
-        organization_id: org.id.unwrap_or_default(),
-        root,
-        ous,
-        accounts,
-    })
 }
 
 /// A minimal valid zip (an empty archive) whose comment makes its content,

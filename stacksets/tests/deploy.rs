@@ -14,13 +14,13 @@ use glasswatch_stacksets::render::Blueprint;
 use glasswatch_stacksets::stacks::Outcome;
 use serde_json::Value;
 use test_support::account_config;
-use test_support::org::{TestOrg, build, stub_zip};
+use test_support::org::{Org, stub_zip};
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const AUDIT_REGION: &str = "eu-west-1";
 const SECRET: &str = "glasswatch/slack";
 
-fn config(org: &TestOrg) -> Result<Config> {
+fn config(org: &Org) -> Result<Config> {
     let text = format!(
         r#"
 [organization]
@@ -47,7 +47,7 @@ lambda_architecture = "x86_64"
 heartbeat_minutes = 15
 "#,
         management = org.management,
-        audit = org.account("audit"),
+        audit = &org.audit,
         security = org.ou("Security"),
         workloads = org.ou("Workloads"),
     );
@@ -65,7 +65,7 @@ const OPTIONS: Options = Options {
 };
 
 struct Bed {
-    org: TestOrg,
+    org: Org,
     config: Config,
     blueprint: Blueprint,
     access: Access,
@@ -73,16 +73,11 @@ struct Bed {
 }
 
 async fn bed() -> Result<Bed> {
-    let org = build(AUDIT_REGION).await?;
+    let org = Org::create().await?;
     let config = config(&org)?;
     let blueprint = Blueprint::of(&config)?;
     let deployer = org.management_config.clone();
-    let audit = assume_role(
-        &deployer,
-        org.account("audit"),
-        "OrganizationAccountAccessRole",
-    )
-    .await?;
+    let audit = assume_role(&deployer, &org.audit, "OrganizationAccountAccessRole").await?;
     aws_sdk_secretsmanager::Client::new(&in_region(&audit, AUDIT_REGION))
         .create_secret()
         .name(SECRET)
@@ -261,14 +256,14 @@ async fn deploy_covers_every_account_and_region_and_a_second_run_changes_nothing
     );
 
     // The audit account: bus, table with its indexes, queue, function.
-    let (audit, _) = account_config(bed.org.account("audit"), AUDIT_REGION).await?;
+    let (audit, _) = account_config(&bed.org.audit, AUDIT_REGION).await?;
     let bus = aws_sdk_eventbridge::Client::new(&audit)
         .describe_event_bus()
         .name("glasswatch-central")
         .send()
         .await?;
     assert_eq!(bus.arn(), Some(report.bus_arn.as_str()));
-    assert!(report.bus_arn.contains(bed.org.account("audit")));
+    assert!(report.bus_arn.contains(bed.org.audit.as_str()));
     let table = aws_sdk_dynamodb::Client::new(&audit)
         .describe_table()
         .table_name(&report.table)
@@ -431,10 +426,11 @@ async fn a_dry_run_resolves_the_plan_and_writes_nothing() -> Result<()> {
             "{planned} was created by a dry run"
         );
     }
-    let stack_sets = aws_sdk_cloudformation::Client::new(&bed.org.management_config)
-        .list_stack_sets()
-        .send()
-        .await?;
+    let stack_sets =
+        aws_sdk_cloudformation::Client::new(&in_region(&bed.org.management_config, AUDIT_REGION))
+            .list_stack_sets()
+            .send()
+            .await?;
     assert!(stack_sets.summaries().is_empty());
     Ok(())
 }
@@ -447,7 +443,8 @@ async fn destroy_removes_everything_but_the_audit_table_unless_asked() -> Result
     // only the self-managed `Accounts` list), so its instances are removed
     // here the way it understands; the OU-targeted request destroy makes
     // is checked in stack_set_requests.rs.
-    let cf = aws_sdk_cloudformation::Client::new(&bed.org.management_config);
+    let cf =
+        aws_sdk_cloudformation::Client::new(&in_region(&bed.org.management_config, AUDIT_REGION));
     cf.delete_stack_instances()
         .stack_set_name(&plan.stack_set)
         .set_accounts(Some(bed.org.members()))
@@ -495,7 +492,7 @@ async fn destroy_removes_everything_but_the_audit_table_unless_asked() -> Result
                 .is_some_and(|s| s.as_str() == "DELETED"),
         "the StackSet is gone"
     );
-    let (app, _) = account_config(bed.org.account("app"), "us-east-1").await?;
+    let (app, _) = account_config(&bed.org.prod, "us-east-1").await?;
     assert!(
         aws_sdk_lambda::Client::new(&app)
             .get_function()
@@ -505,7 +502,7 @@ async fn destroy_removes_everything_but_the_audit_table_unless_asked() -> Result
             .is_err(),
         "the member account's agent is gone"
     );
-    let (audit, _) = account_config(bed.org.account("audit"), AUDIT_REGION).await?;
+    let (audit, _) = account_config(&bed.org.audit, AUDIT_REGION).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&audit);
     dynamodb
         .describe_table()

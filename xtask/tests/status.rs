@@ -14,7 +14,7 @@ use glasswatch_stacksets::aws::{Silent, Waiting, assume_role, in_region};
 use glasswatch_stacksets::deploy::{Access, Options, Zips, deploy, plan};
 use glasswatch_stacksets::render::Blueprint;
 use serde_json::Value;
-use test_support::org::{build, stub_zip};
+use test_support::org::{Org, stub_zip};
 use test_support::{account_config, moto_endpoint, workspace_root};
 
 const AUDIT_REGION: &str = "eu-west-1";
@@ -39,10 +39,10 @@ fn run_status(config: &Path, env: &[(&str, String)]) -> Result<(i32, Vec<Value>)
 
 #[tokio::test]
 async fn status_lists_every_account_and_region_and_exits_1_on_a_gap() -> Result<()> {
-    let org = build(AUDIT_REGION).await?;
+    let org = Org::create().await?;
     let text = std::fs::read_to_string(workspace_root().join("glasswatch.toml"))?
         .replace("210987654321", &org.management)
-        .replace("310987654321", org.account("audit"))
+        .replace("310987654321", &org.audit)
         .replace(
             "target_ous = []",
             &format!(
@@ -63,12 +63,7 @@ async fn status_lists_every_account_and_region_and_exits_1_on_a_gap() -> Result<
 
     let blueprint = Blueprint::of(&config)?;
     let deployer = org.management_config.clone();
-    let audit = assume_role(
-        &deployer,
-        org.account("audit"),
-        "OrganizationAccountAccessRole",
-    )
-    .await?;
+    let audit = assume_role(&deployer, &org.audit, "OrganizationAccountAccessRole").await?;
     aws_sdk_secretsmanager::Client::new(&in_region(&audit, AUDIT_REGION))
         .create_secret()
         .name(&config.slack.secret_name)
