@@ -79,6 +79,14 @@ impl AgentConfig {
     }
 }
 
+impl AgentConfig {
+    /// The central bus's region: `PutEvents` goes to that region's
+    /// endpoint, whatever region the agent runs in.
+    pub fn bus_region(&self) -> &str {
+        self.bus_arn.split(':').nth(3).unwrap_or_default()
+    }
+}
+
 fn is_bus_arn(arn: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     parts.len() == 6
@@ -117,6 +125,11 @@ mod tests {
         assert_eq!(config.bus_arn, BUS);
         assert_eq!(config.watch.name_prefix(), "gw");
         assert_eq!(config.relay_budget, DEFAULT_RELAY_BUDGET);
+        assert_eq!(
+            config.bus_region(),
+            "eu-west-1",
+            "PutEvents goes to the bus's region"
+        );
     }
 
     #[test]

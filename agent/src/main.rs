@@ -13,9 +13,15 @@ async fn main() -> Result<(), Error> {
     let config = AgentConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "configuration error"))?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // PutEvents goes to the central bus's own region.
+    let events = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(&aws)
+            .region(aws_config::Region::new(config.bus_region().to_owned()))
+            .build(),
+    );
     let agent = Agent {
         config,
-        events: aws_sdk_eventbridge::Client::new(&aws),
+        events,
         cloudtrail: aws_sdk_cloudtrail::Client::new(&aws),
     };
     let agent = &agent;
