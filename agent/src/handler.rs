@@ -64,12 +64,26 @@ fn is_heartbeat(event: &Value) -> bool {
 }
 
 impl Agent {
-    /// Handle one event. `deadline` is the Lambda deadline, when known.
+    /// Handle one event and write its metrics line. `deadline` is the
+    /// Lambda deadline, when known.
     pub async fn handle(
         &self,
         event: &Value,
         deadline: Option<Instant>,
     ) -> Result<Outcome, AgentError> {
+        let (result, counts) = self.handle_counted(event, deadline).await;
+        counts.emit();
+        result
+    }
+
+    /// Handle one event, and return its counts instead of writing them
+    /// (for a host that keeps stdout for itself, such as the local
+    /// pipeline).
+    pub async fn handle_counted(
+        &self,
+        event: &Value,
+        deadline: Option<Instant>,
+    ) -> (Result<Outcome, AgentError>, Counts) {
         let mut counts = Counts {
             events_received: 1,
             ..Counts::default()
@@ -79,8 +93,7 @@ impl Agent {
             counts.failed += 1;
             tracing::error!(error = %e, retryable = e.is_retryable(), "invocation failed");
         }
-        counts.emit();
-        result
+        (result, counts)
     }
 
     fn budget(&self, deadline: Option<Instant>) -> Duration {
