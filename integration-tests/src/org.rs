@@ -176,6 +176,44 @@ impl Org {
     pub fn ou(&self, name: &str) -> &str {
         self.ous.get(name).map(String::as_str).unwrap_or_default()
     }
+
+    /// The repository's `glasswatch.toml` (its watch list, audit region
+    /// and regions) made this organization's: its management and audit
+    /// accounts, the `Security` and `Workloads` OUs as targets (every
+    /// member account), the Slack stand-in's channel, and x86_64 Lambdas
+    /// (the only target this machine builds).
+    pub fn glasswatch_toml(&self) -> Result<String> {
+        let path = crate::workspace_root().join("glasswatch.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let replacements = [
+            ("\"210987654321\"", format!("\"{}\"", self.management)),
+            ("\"310987654321\"", format!("\"{}\"", self.audit)),
+            (
+                "target_ous = []",
+                format!(
+                    "target_ous = [\"{}\", \"{}\"]",
+                    self.ou("Security"),
+                    self.ou("Workloads")
+                ),
+            ),
+            (
+                "channel = \"#break-glass\"",
+                format!("channel = \"{}\"", crate::slack::CHANNEL_ID),
+            ),
+            (
+                "lambda_architecture = \"arm64\"",
+                "lambda_architecture = \"x86_64\"".to_owned(),
+            ),
+        ];
+        replacements.into_iter().try_fold(text, |text, (from, to)| {
+            if text.contains(from) {
+                Ok(text.replace(from, &to))
+            } else {
+                anyhow::bail!("{} no longer has {from}", path.display())
+            }
+        })
+    }
 }
 
 /// A minimal valid zip (an empty archive) whose comment makes its content,

@@ -22,6 +22,10 @@
 //! writes (the sender). The audit account's own agents use the real
 //! central bus the same way.
 //!
+//! The tests make a table, queue and DLQ of their own; the demo hands
+//! over those its deploy made ([`Deployed`]), so the signals pass
+//! through the audit stack's queue into its table.
+//!
 //! The agents and the aggregator reach moto through [`ChaosProxy`]s (and
 //! the aggregator reaches Slack through another), which inject faults
 //! when asked; the forwarder and the poller stand for AWS itself and talk
@@ -86,6 +90,11 @@ pub struct Options {
     pub seed: u64,
     /// Give up draining after this long.
     pub drain_timeout: Duration,
+    /// Use a deployed audit stack's table, queue and DLQ (the demo's)
+    /// instead of new ones.
+    pub deployed: Option<Deployed>,
+    /// Receives each Slack call as it arrives (the demo prints them).
+    pub slack_observer: Option<tokio::sync::mpsc::UnboundedSender<crate::slack::SlackCall>>,
 }
 
 impl Default for Options {
@@ -99,8 +108,20 @@ impl Default for Options {
             binaries: false,
             seed: 1,
             drain_timeout: Duration::from_secs(300),
+            deployed: None,
+            slack_observer: None,
         }
     }
+}
+
+/// What a deployed audit stack (in the audit account and region) gives
+/// the pipeline: its outputs `TableName`, `QueueUrl` and
+/// `DeadLetterQueueUrl`.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
 }
 
 /// A session as stored, with the events that resolve to it.
@@ -182,17 +203,18 @@ impl AgentRunner {
         match self {
             Self::InProcess(agent) => {
                 let deadline = Instant::now() + Duration::from_secs(30);
-                match agent.handle(event, Some(deadline)).await {
-                    Ok(Outcome::Relayed { .. }) => Ok(true),
+                // The counts are the EMF line Lambda would log: not
+                // wanted on this process's stdout.
+                match agent.handle_counted(event, Some(deadline)).await.0 {
+                    Ok(Outcome::Relayed { .. } | Outcome::Heartbeat { .. }) => Ok(true),
                     Ok(Outcome::Dropped) => Ok(false),
-                    Ok(other) => Err(format!("unexpected outcome {other:?}")),
                     Err(e) => Err(e.to_string()),
                 }
             }
             Self::Binary(function) => match function.invoke(event).await {
                 Ok(Ok(body)) => {
                     let text = body.as_str().unwrap_or_default();
-                    if text.starts_with("Relayed") {
+                    if text.starts_with("Relayed") || text.starts_with("Heartbeat") {
                         Ok(true)
                     } else if text == "Dropped" {
                         Ok(false)
@@ -318,7 +340,7 @@ impl Pipeline {
         let audit_region = org.audit_region().to_owned();
         let aws_proxy = ChaosProxy::start(&moto_endpoint(), Profile::Aws, options.seed).await?;
         aws_proxy.answer_as("AWSOrganizationsV20161128.", &org.management);
-        let slack = SlackStandIn::start(None).await;
+        let slack = SlackStandIn::start(options.slack_observer.clone()).await;
         let slack_proxy =
             ChaosProxy::start(&slack.uri(), Profile::Slack, options.seed.wrapping_add(1)).await?;
 
@@ -333,28 +355,35 @@ impl Pipeline {
             config_with(&credentials[&org.audit], &audit_region, &moto_endpoint()).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&audit_config);
         let audit_sqs = aws_sdk_sqs::Client::new(&audit_config);
-        let table = unique("gw-e2e");
-        create_table(&dynamodb, &table)
-            .await
-            .with_context(|| format!("create table {table}"))?;
-
-        let dlq_url = create_queue(&audit_sqs, &unique("gw-e2e-dlq"), &[]).await?;
-        let dlq_arn = queue_arn(&audit_sqs, &dlq_url).await?;
-        let redrive =
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": options.max_receive_count})
+        let (table, queue_url, dlq_url) = match &options.deployed {
+            Some(d) => (d.table.clone(), d.queue_url.clone(), d.dlq_url.clone()),
+            None => {
+                let table = unique("gw-e2e");
+                create_table(&dynamodb, &table)
+                    .await
+                    .with_context(|| format!("create table {table}"))?;
+                let dlq_url = create_queue(&audit_sqs, &unique("gw-e2e-dlq"), &[]).await?;
+                let dlq_arn = queue_arn(&audit_sqs, &dlq_url).await?;
+                let redrive = json!({
+                    "deadLetterTargetArn": dlq_arn,
+                    "maxReceiveCount": options.max_receive_count
+                })
                 .to_string();
-        let queue_url = create_queue(
-            &audit_sqs,
-            &unique("gw-e2e-signals"),
-            &[
-                (QueueAttributeName::RedrivePolicy, redrive),
-                (
-                    QueueAttributeName::VisibilityTimeout,
-                    options.visibility_timeout_secs.to_string(),
-                ),
-            ],
-        )
-        .await?;
+                let queue_url = create_queue(
+                    &audit_sqs,
+                    &unique("gw-e2e-signals"),
+                    &[
+                        (QueueAttributeName::RedrivePolicy, redrive),
+                        (
+                            QueueAttributeName::VisibilityTimeout,
+                            options.visibility_timeout_secs.to_string(),
+                        ),
+                    ],
+                )
+                .await?;
+                (table, queue_url, dlq_url)
+            }
+        };
         let queue_arn = queue_arn(&audit_sqs, &queue_url).await?;
 
         let bus = unique("gw-central");
@@ -855,9 +884,8 @@ impl Pipeline {
                 return Ok(pending);
             }
             // A failed tick is retried by the next one, as on AWS.
-            match self.tick().await {
-                Ok(answer) => println!("tick: {answer}"),
-                Err(e) => println!("tick failed (the next one retries): {e}"),
+            if let Err(e) = self.tick().await {
+                println!("tick failed (the next one retries): {e}");
             }
         }
         Ok(self.store.pending().await?)

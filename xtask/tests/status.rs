@@ -40,21 +40,7 @@ fn run_status(config: &Path, env: &[(&str, String)]) -> Result<(i32, Vec<Value>)
 #[tokio::test]
 async fn status_lists_every_account_and_region_and_exits_1_on_a_gap() -> Result<()> {
     let org = Org::create().await?;
-    let text = std::fs::read_to_string(workspace_root().join("glasswatch.toml"))?
-        .replace("210987654321", &org.management)
-        .replace("310987654321", &org.audit)
-        .replace(
-            "target_ous = []",
-            &format!(
-                "target_ous = [\"{}\", \"{}\"]",
-                org.ou("Security"),
-                org.ou("Workloads")
-            ),
-        )
-        .replace(
-            "lambda_architecture = \"arm64\"",
-            "lambda_architecture = \"x86_64\"",
-        );
+    let text = org.glasswatch_toml()?;
     let config = Config::parse(&text, "status-test.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = std::env::temp_dir().join(test_support::unique("gw-status"));
     std::fs::create_dir_all(&dir)?;
