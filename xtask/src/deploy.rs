@@ -195,7 +195,7 @@ impl Progress for Bars {
     }
 }
 
-fn read_zips(built: &crate::lambda::Built) -> Result<Zips> {
+pub fn read_zips(built: &crate::lambda::Built) -> Result<Zips> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
     Ok(Zips {
         agent: read(&built.agent)?,
@@ -485,26 +485,38 @@ pub async fn status_rows(ctx: &Deployment) -> Result<Vec<Row>> {
 
 /// The audit table's name, from the audit stack's outputs.
 pub async fn audit_table(audit: &SdkConfig, blueprint: &Blueprint) -> Result<String> {
-    let stack = describe(&cloudformation(audit), &blueprint.audit_stack())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_context(|| {
-            format!(
-                "the audit stack {} does not exist; run `cargo xtask deploy` first",
-                blueprint.audit_stack()
-            )
-        })?;
-    stack
-        .outputs
-        .into_iter()
-        .find(|(k, _)| k == "TableName")
-        .map(|(_, v)| v)
-        .with_context(|| {
-            format!(
-                "the audit stack {} has no TableName output",
-                blueprint.audit_stack()
-            )
+    AuditOutputs::read(audit, blueprint).await?.get("TableName")
+}
+
+/// The audit stack's outputs (`TableName`, `QueueUrl`, ...).
+#[derive(Debug)]
+pub struct AuditOutputs {
+    stack: String,
+    outputs: Vec<(String, String)>,
+}
+
+impl AuditOutputs {
+    pub async fn read(audit: &SdkConfig, blueprint: &Blueprint) -> Result<Self> {
+        let stack = blueprint.audit_stack();
+        let described = describe(&cloudformation(audit), &stack)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_context(|| {
+                format!("the audit stack {stack} does not exist; run `cargo xtask deploy` first")
+            })?;
+        Ok(Self {
+            stack,
+            outputs: described.outputs,
         })
+    }
+
+    pub fn get(&self, key: &str) -> Result<String> {
+        self.outputs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .with_context(|| format!("the audit stack {} has no {key} output", self.stack))
+    }
 }
 
 fn print_status(rows: &[Row], format: Format) -> Result<()> {

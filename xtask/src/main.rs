@@ -9,6 +9,7 @@
 //!   evidence packs, coverage);
 //! - `replay`: recorded events through the detector;
 //! - `deploy`: deploy, destroy and status around `glasswatch-stacksets`;
+//! - `demo`: the whole pipeline on moto, end to end;
 //! - `lambda`: the Lambda zips, built with cargo-lambda;
 //! - `test`: the one test command (tools into `target/py`, moto, fmt,
 //!   clippy, every test);
@@ -20,6 +21,8 @@
 
 mod audit;
 mod bench;
+mod demo;
+mod demo_view;
 mod deploy;
 mod lambda;
 mod python;
@@ -62,8 +65,9 @@ enum Command {
     /// Query the audit store: sessions, a session's timeline, detections
     /// by kind, evidence packs, coverage.
     Audit(audit::Args),
-    /// The whole pipeline on local emulated AWS (not built yet).
-    Demo,
+    /// The whole pipeline on local emulated AWS: an organization, a
+    /// deploy, a scripted incident, Slack as it arrives, the audit trail.
+    Demo(demo::Args),
     /// Performance figures against their targets: cold start, peak RSS,
     /// zip sizes, detector, replay and correlation throughput, DynamoDB
     /// writes, monthly cost; --check compares with BENCHMARKS.md.
@@ -80,13 +84,7 @@ fn main() -> ExitCode {
         Command::Destroy(args) => deploy::run_destroy(&args),
         Command::Status(args) => deploy::run_status(&args),
         Command::Audit(args) => audit::run(&args),
-        Command::Demo => {
-            eprintln!(
-                "error: `{}` is not built yet in this version of Glasswatch; see the open issues",
-                format!("{:?}", cli.command).to_lowercase()
-            );
-            return ExitCode::from(2);
-        }
+        Command::Demo(args) => demo::run(&args),
     };
     match result {
         Ok(code) => code,
