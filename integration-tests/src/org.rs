@@ -27,6 +27,10 @@ use crate::account_config;
 pub const AUDIT_REGION: &str = "eu-west-1";
 pub const OTHER_REGION: &str = "us-east-1";
 
+/// The trail [`Org::start_trails`] makes in every account and region; the
+/// scenario's `StopLogging` names it too.
+pub const TRAIL: &str = "org-trail";
+
 /// The organization of the incident scenario and of deploy: five accounts
 /// in two regions.
 #[derive(Debug, Clone)]
@@ -171,6 +175,60 @@ impl Org {
             self.shared.clone(),
             self.dev.clone(),
         ]
+    }
+
+    /// Start a logging trail `org-trail` in every account and region, as
+    /// an organization trail shows in each (moto has no organization
+    /// trails): what the agents' heartbeats report.
+    pub async fn start_trails(&self) -> Result<()> {
+        for account in self.accounts() {
+            for region in &self.regions {
+                let (config, _) = account_config(account, region).await?;
+                let bucket = format!("gw-trail-{account}-{region}");
+                let mut create = aws_sdk_s3::Client::new(&config)
+                    .create_bucket()
+                    .bucket(&bucket);
+                if region != "us-east-1" {
+                    create = create.create_bucket_configuration(
+                        aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                            .location_constraint(region.as_str().into())
+                            .build(),
+                    );
+                }
+                create
+                    .send()
+                    .await
+                    .with_context(|| format!("create bucket {bucket}"))?;
+                let trails = aws_sdk_cloudtrail::Client::new(&config);
+                trails
+                    .create_trail()
+                    .name(TRAIL)
+                    .s3_bucket_name(&bucket)
+                    .send()
+                    .await
+                    .with_context(|| format!("create the trail of {account}/{region}"))?;
+                trails
+                    .start_logging()
+                    .name(TRAIL)
+                    .send()
+                    .await
+                    .with_context(|| format!("start the trail of {account}/{region}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop the trail [`start_trails`](Self::start_trails) started in
+    /// `account` and `region`.
+    pub async fn stop_trail(&self, account: &str, region: &str) -> Result<()> {
+        let (config, _) = account_config(account, region).await?;
+        aws_sdk_cloudtrail::Client::new(&config)
+            .stop_logging()
+            .name(TRAIL)
+            .send()
+            .await
+            .with_context(|| format!("stop the trail of {account}/{region}"))?;
+        Ok(())
     }
 
     pub fn ou(&self, name: &str) -> &str {

@@ -24,7 +24,9 @@
 //!
 //! The tests make a table, queue and DLQ of their own; the demo hands
 //! over those its deploy made ([`Deployed`]), so the signals pass
-//! through the audit stack's queue into its table.
+//! through the audit stack's queue into its table. The poller then
+//! replaces the stack's event source mapping, which is disabled: moto's
+//! imitation of it would consume messages.
 //!
 //! The agents and the aggregator reach moto through [`ChaosProxy`]s (and
 //! the aggregator reaches Slack through another), which inject faults
@@ -122,6 +124,58 @@ pub struct Deployed {
     pub table: String,
     pub queue_url: String,
     pub dlq_url: String,
+}
+
+/// The poller stands in for the deployed event source mapping, which moto
+/// cannot run: moto's own stand-in takes a batch from the queue on every
+/// `SendMessage` and, when its fake invocation "succeeds", deletes it, so
+/// signals would vanish unprocessed. Disabled, it leaves them to the
+/// poller.
+async fn disable_event_source_mappings(
+    config: &aws_config::SdkConfig,
+    queue_arn: &str,
+) -> Result<()> {
+    let lambda = aws_sdk_lambda::Client::new(config);
+    let mappings = lambda
+        .list_event_source_mappings()
+        .event_source_arn(queue_arn)
+        .send()
+        .await
+        .with_context(|| format!("the event source mappings of {queue_arn}"))?;
+    for mapping in mappings.event_source_mappings() {
+        let uuid = mapping
+            .uuid()
+            .context("an event source mapping without a uuid")?;
+        lambda
+            .update_event_source_mapping()
+            .uuid(uuid)
+            .enabled(false)
+            .send()
+            .await
+            .with_context(|| format!("disable event source mapping {uuid}"))?;
+    }
+    Ok(())
+}
+
+/// What an EventBridge schedule rule in `account` and `region` sends its
+/// target now.
+fn scheduled_event(account: &str, region: &str) -> Result<Value> {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .context("now")?
+        .format(&time::format_description::well_known::Rfc3339)
+        .context("format now")?;
+    Ok(json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": now,
+        "region": region,
+        "resources": [format!("arn:aws:events:{region}:{account}:rule/glasswatch-heartbeat")],
+        "detail": {},
+    }))
 }
 
 /// A session as stored, with the events that resolve to it.
@@ -385,6 +439,9 @@ impl Pipeline {
             }
         };
         let queue_arn = queue_arn(&audit_sqs, &queue_url).await?;
+        if options.deployed.is_some() {
+            disable_event_source_mappings(&audit_config, &queue_arn).await?;
+        }
 
         let bus = unique("gw-central");
         let mut senders = BTreeMap::new();
@@ -860,19 +917,22 @@ impl Pipeline {
     /// One scheduled tick of the aggregator (coverage, pending Slack
     /// messages).
     pub async fn tick(&self) -> Result<Value, String> {
-        let now = time::OffsetDateTime::now_utc();
-        let payload = json!({
-            "version": "0",
-            "id": uuid::Uuid::new_v4().to_string(),
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": self.org.audit,
-            "time": now.unix_timestamp().to_string(),
-            "region": self.org.audit_region(),
-            "resources": [],
-            "detail": {},
-        });
+        let payload = scheduled_event(&self.org.audit, self.org.audit_region())
+            .map_err(|e| format!("{e:#}"))?;
         self.aggregator.invoke(&payload).await
+    }
+
+    /// Every agent's scheduled heartbeat, as its schedule rule invokes it,
+    /// then the queue drained: the aggregator's coverage items are fresh.
+    /// Fails when an agent cannot report.
+    pub async fn heartbeats(&self) -> Result<DrainReport> {
+        for (account, region) in self.senders.keys() {
+            let delivery = self.deliver(&scheduled_event(account, region)?).await?;
+            if delivery != Delivery::Relayed {
+                bail!("the heartbeat of {account}/{region}: {delivery:?}");
+            }
+        }
+        self.drain().await
     }
 
     /// Tick until nothing is pending, at most `max_ticks` times. Returns

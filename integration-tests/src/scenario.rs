@@ -629,7 +629,7 @@ impl Scenario {
                     "cloudtrail.amazonaws.com",
                     "StopLogging",
                     false,
-                    json!({"name": format!("arn:aws:cloudtrail:us-east-1:{mgmt}:trail/org-trail")}),
+                    json!({"name": format!("arn:aws:cloudtrail:{us}:{mgmt}:trail/{}", crate::org::TRAIL)}),
                 ),
             ),
         ]);

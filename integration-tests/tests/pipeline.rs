@@ -439,3 +439,50 @@ async fn a_signal_from_one_account_claiming_another_is_alerted_and_changes_no_se
     assert!(text.contains(&forged.event_id), "{text}");
     pipeline.check_slack(&after, 1).unwrap();
 }
+
+#[tokio::test]
+async fn heartbeats_cover_every_account_and_region_and_a_stopped_trail_alerts_once() {
+    use glasswatch_core::signal::TrailStatus;
+    use test_support::org::OTHER_REGION;
+
+    let org = Org::create().await.unwrap();
+    org.start_trails().await.unwrap();
+    let pipeline = Pipeline::start(org.clone(), Options::default())
+        .await
+        .unwrap();
+    let report = pipeline.heartbeats().await.unwrap();
+    assert_eq!((report.messages, report.failed), (5 * 2, 0), "{report:?}");
+    pipeline.tick().await.unwrap();
+    let coverage = pipeline.store.coverage().await.unwrap();
+    let places: BTreeSet<(String, String)> = coverage
+        .iter()
+        .map(|c| (c.account.clone(), c.region.clone()))
+        .collect();
+    let expected: BTreeSet<(String, String)> = org
+        .accounts()
+        .into_iter()
+        .flat_map(|a| org.regions.iter().map(move |r| (a.to_owned(), r.clone())))
+        .collect();
+    assert_eq!(places, expected, "one coverage item per account×region");
+    assert!(
+        coverage.iter().all(|c| c.trail == TrailStatus::Logging),
+        "{coverage:#?}"
+    );
+    assert!(pipeline.slack.calls().is_empty(), "all healthy: no alert");
+
+    // The trail really stops in the management account's us-east-1: the
+    // next heartbeat from there says so, and the tick alerts once.
+    org.stop_trail(&org.management, OTHER_REGION).await.unwrap();
+    pipeline.heartbeats().await.unwrap();
+    pipeline.tick().await.unwrap();
+    pipeline.tick().await.unwrap();
+    let calls = pipeline.slack.calls();
+    assert_eq!(calls.len(), 1, "one coverage alert: {calls:#?}");
+    let text = calls[0].text();
+    assert!(calls[0].is_root_post());
+    assert!(text.contains("CloudTrail not logging"), "{text}");
+    assert!(
+        text.contains(&org.management) && text.contains(OTHER_REGION),
+        "{text}"
+    );
+}
