@@ -20,7 +20,7 @@ use glasswatch_stacksets::aws::{Waiting, assume_role, in_region};
 use glasswatch_stacksets::deploy::{Access, Options};
 use glasswatch_stacksets::render::Blueprint;
 use test_support::moto::PrivateMoto;
-use test_support::org::Org;
+use test_support::org::{OTHER_REGION, Org};
 use test_support::pipeline::{Delivery, Deployed, Options as PipelineOptions, Pipeline};
 use test_support::scenario::{CHAIN, INCIDENT_START, Scenario};
 use test_support::slack::{CHANNEL_ID, SlackCall};
@@ -88,8 +88,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many numbered steps the demo shows.
+const STEPS: u32 = 10;
+
 fn step(n: u32, what: &str) {
-    println!("\n==> [{n}/9] {what}");
+    println!("\n==> [{n}/{STEPS}] {what}");
     std::io::stdout().flush().ok();
 }
 
@@ -107,12 +110,13 @@ async fn inner() -> Result<()> {
 
     step(
         3,
-        "an organization: management, audit, prod, shared-services, dev; 2 regions",
+        "an organization: management, audit, prod, shared-services, dev; 2 regions; a trail logging in each",
     );
     let org = Org::create().await?;
     for (id, name) in &org.names {
         println!("    {id}  {name}");
     }
+    org.start_trails().await?;
 
     step(4, "the Lambda zips (cargo lambda build --release --x86-64)");
     let venv = python::ensure()?;
@@ -121,12 +125,105 @@ async fn inner() -> Result<()> {
 
     step(5, "cargo xtask deploy, against moto");
     let (config_path, config) = demo_config(&org, &dir)?;
-    let blueprint = Blueprint::of(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deployed = deploy(&org, &config, &zips).await?;
+    let table = deployed.table.clone();
+    let audit_env = account_env(&org, &org.audit).await?;
+    let management_env = account_env(&org, &org.management).await?;
+    let since = time::OffsetDateTime::from_unix_timestamp(INCIDENT_START)
+        .context("the incident's start")?
+        .date()
+        .to_string();
+    write_explore(&audit_env, &management_env, &config_path, &table, &since)?;
+    let config_args = ["--config", &config_path.to_string_lossy()].map(str::to_owned);
+    let status = |expect: i32| {
+        let mut args = vec!["status".to_owned()];
+        args.extend(config_args.iter().cloned());
+        xtask(&args, &management_env, expect)
+    };
+    let audit = |command: &[&str]| {
+        let mut args: Vec<String> = command.iter().map(|s| (*s).to_owned()).collect();
+        args.extend(config_args.iter().cloned());
+        args.extend(["--table".to_owned(), table.clone()]);
+        xtask(&args, &audit_env, 0)
+    };
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<SlackCall>();
+    let pipeline = Pipeline::start(
+        org.clone(),
+        PipelineOptions {
+            deployed: Some(deployed),
+            slack_observer: Some(tx),
+            ..PipelineOptions::default()
+        },
+    )
+    .await?;
+    let mut slack = Shown {
+        calls: rx,
+        channel: Channel::default(),
+    };
+
+    step(
+        6,
+        "every agent's first heartbeat, then cargo xtask status (every account x region covered)",
+    );
+    heartbeats(&pipeline).await?;
+    status(0)?;
+
+    step(
+        7,
+        "the scripted incident: agents -> bus -> the audit stack's queue -> aggregator -> its table, Slack",
+    );
+    let scenario = Scenario::incident(&org, INCIDENT_START, "demo")?;
+    play(&pipeline, &scenario, &mut slack).await?;
+
+    step(
+        8,
+        "the incident stopped the trail: the next heartbeats, a coverage alert, and status shows the gap",
+    );
+    org.stop_trail(&org.management, OTHER_REGION).await?;
+    heartbeats(&pipeline).await?;
+    pipeline
+        .tick()
+        .await
+        .map_err(|e| anyhow::anyhow!("the aggregator's tick failed: {e}"))?;
+    if !slack.show() {
+        bail!("no coverage alert for the stopped trail");
+    }
+    status(1)?;
+    check(&pipeline, &scenario).await?;
+
+    step(
+        9,
+        "cargo xtask audit sessions, and the cross-account chain's timeline",
+    );
+    audit(&["audit", "sessions", "--since", &since])?;
+    let chain = scenario
+        .expected_sessions()
+        .into_iter()
+        .find(|s| s.name == CHAIN)
+        .context("the scenario has no break-glass chain")?;
+    println!();
+    audit(&["audit", "session", &chain.session_id])?;
+
+    step(STEPS, "done: stopping the pipeline and moto");
+    Ok(())
+}
+
+/// Deploy as `cargo xtask deploy --yes` does, as the management account,
+/// with the Slack secret in place first; returns what the audit stack
+/// made.
+async fn deploy(
+    org: &Org,
+    config: &glasswatch_core::Config,
+    zips: &glasswatch_stacksets::deploy::Zips,
+) -> Result<Deployed> {
+    let blueprint = Blueprint::of(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let deployer = org.management_config.clone();
     let audit = assume_role(&deployer, &org.audit, "OrganizationAccountAccessRole")
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    aws_sdk_secretsmanager::Client::new(&in_region(&audit, org.audit_region()))
+    let audit_here = in_region(&audit, org.audit_region());
+    aws_sdk_secretsmanager::Client::new(&audit_here)
         .create_secret()
         .name(&config.slack.secret_name)
         .secret_string(r#"{"token":"xoxb-glasswatch-demo"}"#)
@@ -138,7 +235,7 @@ async fn inner() -> Result<()> {
         blueprint,
         access: Access {
             deployer: deployer.clone(),
-            audit: audit.clone(),
+            audit,
             management: Some(deployer),
         },
     };
@@ -151,97 +248,66 @@ async fn inner() -> Result<()> {
         },
         delegate_list_accounts: false,
     };
-    crate::deploy::deploy_with(&ctx, Some(&zips), false, true, options).await?;
-    let outputs =
-        AuditOutputs::read(&in_region(&audit, org.audit_region()), &ctx.blueprint).await?;
-    let deployed = Deployed {
+    crate::deploy::deploy_with(&ctx, Some(zips), false, true, options).await?;
+    let outputs = AuditOutputs::read(&audit_here, &ctx.blueprint).await?;
+    Ok(Deployed {
         table: outputs.get("TableName")?,
         queue_url: outputs.get("QueueUrl")?,
         dlq_url: outputs.get("DeadLetterQueueUrl")?,
-    };
-    let table = deployed.table.clone();
-
-    step(
-        6,
-        "the scripted incident: agents -> bus -> the audit stack's queue -> aggregator -> its table, Slack",
-    );
-    let scenario = Scenario::incident(&org, INCIDENT_START, "demo")?;
-    play(&org, &scenario, deployed).await?;
-    step(7, "cargo xtask audit sessions");
-    let env = audit_env(&org).await?;
-    let since = time::OffsetDateTime::from_unix_timestamp(INCIDENT_START)
-        .context("the incident's start")?
-        .date()
-        .to_string();
-    write_explore(&env, &config_path, &table, &since)?;
-    xtask(
-        &["audit", "sessions", "--since", &since],
-        &config_path,
-        &table,
-        &env,
-    )?;
-
-    step(8, "cargo xtask audit session <the break-glass chain>");
-    let chain = scenario
-        .expected_sessions()
-        .into_iter()
-        .find(|s| s.name == CHAIN)
-        .context("the scenario has no break-glass chain")?;
-    xtask(
-        &["audit", "session", &chain.session_id],
-        &config_path,
-        &table,
-        &env,
-    )?;
-
-    step(9, "done: stopping the pipeline and moto");
-    Ok(())
+    })
 }
 
-/// Play the incident through the pipeline, event by event as they
-/// happened, printing each event and what Slack received for it; then
-/// check the outcome against the script.
-async fn play(org: &Org, scenario: &Scenario, deployed: Deployed) -> Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SlackCall>();
-    let pipeline = Pipeline::start(
-        org.clone(),
-        PipelineOptions {
-            deployed: Some(deployed),
-            slack_observer: Some(tx),
-            ..PipelineOptions::default()
-        },
-    )
-    .await?;
-    let mut channel = Channel::default();
-    // Prints what Slack received since the last call; says whether it
-    // received anything.
-    let mut show_slack = |channel: &mut Channel| {
+/// The Slack calls seen so far, printed as the channel shows them.
+struct Shown {
+    calls: tokio::sync::mpsc::UnboundedReceiver<SlackCall>,
+    channel: Channel,
+}
+
+impl Shown {
+    /// Print what Slack received since the last call; say whether it
+    /// received anything.
+    fn show(&mut self) -> bool {
         let mut any = false;
-        while let Ok(call) = rx.try_recv() {
+        while let Ok(call) = self.calls.try_recv() {
             any = true;
-            for line in channel.show(&call.method, &call.ts, &call.body) {
+            for line in self.channel.show(&call.method, &call.ts, &call.body) {
                 println!("        {line}");
             }
         }
         any
-    };
+    }
+}
+
+/// Every agent's scheduled heartbeat through the pipeline.
+async fn heartbeats(pipeline: &Pipeline) -> Result<()> {
+    let report = pipeline.heartbeats().await?;
+    if report.failed > 0 || !report.invocation_errors.is_empty() {
+        bail!("heartbeats: the aggregator failed: {report:?}");
+    }
+    println!("    {} heartbeats relayed and stored", report.messages);
+    Ok(())
+}
+
+/// Play the incident through the pipeline, event by event as they
+/// happened, printing each event and what Slack received for it; then a
+/// forged signal.
+async fn play(pipeline: &Pipeline, scenario: &Scenario, slack: &mut Shown) -> Result<()> {
+    let org = &scenario.org;
     println!("    Each CloudTrail event, then what Slack channel {CHANNEL_ID} received for it:");
-    let mut dropped = 0;
     for event in &scenario.events {
         let name = org.names.get(&event.account).map_or("?", String::as_str);
         println!("\n    {}", demo_view::event_line(event.record(), name));
         match pipeline.deliver(&event.envelope).await? {
             Delivery::Relayed => {}
             Delivery::Dropped => {
-                dropped += 1;
                 println!("        (not break-glass use: the agent dropped it, nothing sent)");
             }
             Delivery::DeadLettered { error } => {
                 bail!("{}: the agent failed: {error}", event.label)
             }
         }
-        drain(&pipeline, event.label).await?;
-        if !show_slack(&mut channel) && event.session.is_some() {
+        drain(pipeline, event.label).await?;
+        if !slack.show() && event.session.is_some() {
             let session = pipeline
                 .store
                 .session_of_event(&event.event_id)
@@ -255,15 +321,15 @@ async fn play(org: &Org, scenario: &Scenario, deployed: Deployed) -> Result<()> 
                 .unwrap_or_default();
             println!(
                 "        -> session {session}, thread #{}: held for the thread's next digest",
-                channel.number(&root)
+                slack.channel.number(&root)
             );
         }
     }
     println!(
         "\n    The aggregator's scheduled tick: the held-back follow-ups go out, one digest per thread"
     );
-    let pending = pipeline.settle(5).await?;
-    show_slack(&mut channel);
+    pipeline.settle(5).await?;
+    slack.show();
 
     let forged = scenario.forged_prod_activity(INCIDENT_START, "demo")?;
     println!(
@@ -274,28 +340,35 @@ async fn play(org: &Org, scenario: &Scenario, deployed: Deployed) -> Result<()> 
     pipeline
         .put_signal_as(&org.dev, &forged.region, forged.record())
         .await?;
-    drain(&pipeline, forged.label).await?;
+    drain(pipeline, forged.label).await?;
     pipeline.settle(5).await?;
-    show_slack(&mut channel);
-
-    let stored = pipeline.stored_sessions().await?;
-    if stored != before {
+    slack.show();
+    if pipeline.stored_sessions().await? != before {
         bail!("the forged signal changed a session");
     }
-    let roots = pipeline.slack.roots().len();
+    Ok(())
+}
+
+/// The end state against the script: the exact sessions, one root message
+/// each, two other alerts (the forged signal, the stopped trail), nothing
+/// from the noise, nothing pending, no dead letters.
+async fn check(pipeline: &Pipeline, scenario: &Scenario) -> Result<()> {
+    let stored = pipeline.stored_sessions().await?;
+    let pending = pipeline.store.pending().await?;
     let letters = pipeline.take_dead_letters().await?;
     scenario
         .check_sessions(&stored)
-        .and_then(|()| pipeline.check_slack(&stored, 1))
+        .and_then(|()| pipeline.check_slack(&stored, 2))
         .map_err(|problems| anyhow::anyhow!("the outcome differs from the script:\n{problems}"))?;
     if !pending.is_empty() || !letters.is_empty() {
         bail!("left over: pending Slack messages {pending:?}, dead letters {letters:?}");
     }
     println!(
-        "\n    ok: {} sessions stored as scripted, one root message each, and one spoofing alert ({roots} threads); \
-         the forged signal changed no session; the agents dropped all {dropped} ordinary events; \
+        "\n    ok: {} sessions stored as scripted, one Slack thread each; one spoofing and one coverage alert; \
+         the forged signal changed no session; the agents dropped all {} ordinary events; \
          nothing pending, no dead letters",
-        stored.len()
+        stored.len(),
+        scenario.noise().count()
     );
     Ok(())
 }
@@ -321,9 +394,9 @@ fn demo_config(org: &Org, dir: &Path) -> Result<(PathBuf, glasswatch_core::Confi
     Ok((out, config))
 }
 
-/// The audit account's moto credentials, as `AWS_*` variables.
-async fn audit_env(org: &Org) -> Result<Vec<(String, String)>> {
-    let (_, c) = test_support::account_config(&org.audit, org.audit_region()).await?;
+/// An account's moto credentials, as `AWS_*` variables.
+async fn account_env(org: &Org, account: &str) -> Result<Vec<(String, String)>> {
+    let (_, c) = test_support::account_config(account, org.audit_region()).await?;
     Ok(vec![
         ("AWS_ENDPOINT_URL".into(), test_support::moto_endpoint()),
         ("AWS_REGION".into(), org.audit_region().to_owned()),
@@ -339,11 +412,19 @@ async fn audit_env(org: &Org) -> Result<Vec<(String, String)>> {
     ])
 }
 
-fn write_explore(env: &[(String, String)], config: &Path, table: &str, since: &str) -> Result<()> {
+/// `target/demo/explore.sh`: the audit account's credentials to source,
+/// and commands to try against the demo's moto.
+fn write_explore(
+    audit_env: &[(String, String)],
+    management_env: &[(String, String)],
+    config: &Path,
+    table: &str,
+    since: &str,
+) -> Result<()> {
     let mut text = String::from(
         "# The demo's moto, as the audit account: `source` this file, then try the commands below.\n",
     );
-    for (k, v) in env {
+    for (k, v) in audit_env {
         text.push_str(&format!("export {k}='{v}'\n"));
     }
     let c = config.display();
@@ -358,23 +439,31 @@ fn write_explore(env: &[(String, String)], config: &Path, table: &str, since: &s
             "# cargo xtask {command} --config {c} --table {table}\n"
         ));
     }
+    text.push_str("# status runs as the management account:\n# ");
+    for (k, v) in management_env {
+        text.push_str(&format!("{k}='{v}' "));
+    }
+    text.push_str(&format!("cargo xtask status --config {c}\n"));
     let path = explore_file();
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Run this xtask's own command line, as an operator would.
-fn xtask(args: &[&str], config: &Path, table: &str, env: &[(String, String)]) -> Result<()> {
+/// Run this xtask's own command line, as an operator would, with these
+/// credentials; any exit code but `expect` fails the demo.
+fn xtask(args: &[String], env: &[(String, String)], expect: i32) -> Result<()> {
+    println!("    $ cargo xtask {}", args.join(" "));
+    std::io::stdout().flush().ok();
     let status = Command::new(std::env::current_exe().context("cannot find xtask itself")?)
         .args(args)
-        .arg("--config")
-        .arg(config)
-        .args(["--table", table])
         .env_remove("AWS_PROFILE")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .status()
         .with_context(|| format!("cannot run xtask {}", args.join(" ")))?;
-    if !status.success() {
-        bail!("`cargo xtask {}` failed ({status})", args.join(" "));
+    if status.code() != Some(expect) {
+        bail!(
+            "`cargo xtask {}` exited with {status}, not {expect}",
+            args.join(" ")
+        );
     }
     Ok(())
 }
