@@ -157,9 +157,9 @@ async fn disable_event_source_mappings(
     Ok(())
 }
 
-/// What an EventBridge schedule rule in `account` and `region` sends its
-/// target now.
-fn scheduled_event(account: &str, region: &str) -> Result<Value> {
+/// What the EventBridge schedule rule `rule` in `account` and `region`
+/// sends its target now.
+fn scheduled_event(account: &str, region: &str, rule: &str) -> Result<Value> {
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .context("now")?
@@ -173,7 +173,7 @@ fn scheduled_event(account: &str, region: &str) -> Result<Value> {
         "account": account,
         "time": now,
         "region": region,
-        "resources": [format!("arn:aws:events:{region}:{account}:rule/glasswatch-heartbeat")],
+        "resources": [format!("arn:aws:events:{region}:{account}:rule/{rule}")],
         "detail": {},
     }))
 }
@@ -917,8 +917,12 @@ impl Pipeline {
     /// One scheduled tick of the aggregator (coverage, pending Slack
     /// messages).
     pub async fn tick(&self) -> Result<Value, String> {
-        let payload = scheduled_event(&self.org.audit, self.org.audit_region())
-            .map_err(|e| format!("{e:#}"))?;
+        let payload = scheduled_event(
+            &self.org.audit,
+            self.org.audit_region(),
+            "glasswatch-aggregator-tick",
+        )
+        .map_err(|e| format!("{e:#}"))?;
         self.aggregator.invoke(&payload).await
     }
 
@@ -927,7 +931,8 @@ impl Pipeline {
     /// Fails when an agent cannot report.
     pub async fn heartbeats(&self) -> Result<DrainReport> {
         for (account, region) in self.senders.keys() {
-            let delivery = self.deliver(&scheduled_event(account, region)?).await?;
+            let beat = scheduled_event(account, region, "glasswatch-heartbeat")?;
+            let delivery = self.deliver(&beat).await?;
             if delivery != Delivery::Relayed {
                 bail!("the heartbeat of {account}/{region}: {delivery:?}");
             }

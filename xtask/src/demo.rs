@@ -21,7 +21,9 @@ use glasswatch_stacksets::deploy::{Access, Options};
 use glasswatch_stacksets::render::Blueprint;
 use test_support::moto::PrivateMoto;
 use test_support::org::{OTHER_REGION, Org};
-use test_support::pipeline::{Delivery, Deployed, Options as PipelineOptions, Pipeline};
+use test_support::pipeline::{
+    Delivery, Deployed, DrainReport, Options as PipelineOptions, Pipeline,
+};
 use test_support::scenario::{CHAIN, INCIDENT_START, Scenario};
 use test_support::slack::{CHANNEL_ID, SlackCall};
 
@@ -280,10 +282,7 @@ impl Shown {
 
 /// Every agent's scheduled heartbeat through the pipeline.
 async fn heartbeats(pipeline: &Pipeline) -> Result<()> {
-    let report = pipeline.heartbeats().await?;
-    if report.failed > 0 || !report.invocation_errors.is_empty() {
-        bail!("heartbeats: the aggregator failed: {report:?}");
-    }
+    let report = without_failures(pipeline.heartbeats().await?, "heartbeats")?;
     println!("    {} heartbeats relayed and stored", report.messages);
     Ok(())
 }
@@ -376,11 +375,16 @@ async fn check(pipeline: &Pipeline, scenario: &Scenario) -> Result<()> {
 /// Feed the queue to the aggregator until it is empty; any failure stops
 /// the demo (there are no injected faults here).
 async fn drain(pipeline: &Pipeline, label: &str) -> Result<()> {
-    let report = pipeline.drain().await?;
+    without_failures(pipeline.drain().await?, label).map(drop)
+}
+
+/// The report, or an error when the aggregator failed a message or an
+/// invocation (the demo injects no faults, so any failure is a bug).
+fn without_failures(report: DrainReport, label: &str) -> Result<DrainReport> {
     if report.failed > 0 || !report.invocation_errors.is_empty() {
         bail!("{label}: the aggregator failed: {report:?}");
     }
-    Ok(())
+    Ok(report)
 }
 
 /// The demo's `glasswatch.toml`: the repository's watch list, with this
