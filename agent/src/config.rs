@@ -5,6 +5,7 @@
 //! | `GLASSWATCH_BUS_ARN` | yes | the central bus ARN |
 //! | `GLASSWATCH_WATCH` | yes | the `[watch]` table as JSON, plus optional `name_prefix` |
 //! | `GLASSWATCH_RELAY_BUDGET_MS` | no | time for `PutEvents` retries, default 20000 |
+//! | `GLASSWATCH_DLQ_URL` | no | the agent's dead-letter queue, whose depth each heartbeat reports |
 //! | `GLASSWATCH_LOG` | no | log filter, default `info` |
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ pub struct AgentConfig {
     pub bus_arn: String,
     pub watch: WatchList,
     pub relay_budget: Duration,
+    pub dlq_url: Option<String>,
 }
 
 impl AgentConfig {
@@ -75,6 +77,7 @@ impl AgentConfig {
             bus_arn,
             watch,
             relay_budget,
+            dlq_url: get("GLASSWATCH_DLQ_URL").filter(|u| !u.trim().is_empty()),
         })
     }
 }

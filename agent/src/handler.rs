@@ -57,6 +57,8 @@ pub struct Agent {
     pub config: AgentConfig,
     pub events: aws_sdk_eventbridge::Client,
     pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// Reads the agent's own dead-letter queue for heartbeats.
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 fn is_heartbeat(event: &Value) -> bool {
@@ -179,6 +181,10 @@ impl Agent {
         counts: &mut Counts,
     ) -> Result<Outcome, AgentError> {
         let (trail, trails) = heartbeat::observe(&self.cloudtrail).await;
+        let dead_letters = match &self.config.dlq_url {
+            Some(url) => heartbeat::dead_letters(&self.sqs, url).await,
+            None => None,
+        };
         let sent_at = event["time"]
             .as_str()
             .map(str::to_owned)
@@ -195,6 +201,7 @@ impl Agent {
             sent_at,
             trail,
             trails,
+            dead_letters,
         };
         let detail = serde_json::to_string(&beat).expect("heartbeats are plain data");
         self.send(HEARTBEAT_DETAIL_TYPE, detail, deadline, counts)

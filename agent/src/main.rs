@@ -23,6 +23,7 @@ async fn main() -> Result<(), Error> {
         config,
         events,
         cloudtrail: aws_sdk_cloudtrail::Client::new(&aws),
+        sqs: aws_sdk_sqs::Client::new(&aws),
     };
     let agent = &agent;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

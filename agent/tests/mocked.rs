@@ -50,6 +50,7 @@ fn agent(mode: RuleMode, events: &[&Rule], cloudtrail: &[&Rule], budget_ms: &str
         config: config(budget_ms),
         events: mock_client!(aws_sdk_eventbridge, mode, events),
         cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, cloudtrail),
+        sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &[]),
     }
 }
 
@@ -283,4 +284,44 @@ async fn heartbeat_reports_trail_status_honestly() {
         TrailStatus::Unknown,
         "an unreadable status is unknown, not logging"
     );
+}
+
+/// Each heartbeat reports how many events wait in the agent's own
+/// dead-letter queue, which the aggregator alerts on; a queue it cannot
+/// read leaves the figure out rather than reporting zero.
+#[tokio::test]
+async fn heartbeat_reports_its_dead_letter_queue_depth() {
+    const DLQ: &str = "https://sqs.eu-west-1.amazonaws.com/111122223333/glasswatch-agent-dlq";
+    for (answer, expected) in [(Some("7"), Some(7)), (None, None)] {
+        let seen: Seen = Arc::default();
+        let put = recording_put_events(&seen, |_, i| ok_entry(i));
+        let describe = mock!(aws_sdk_cloudtrail::Client::describe_trails)
+            .then_output(|| DescribeTrailsOutput::builder().build());
+        let depth = match answer {
+            Some(n) => mock!(aws_sdk_sqs::Client::get_queue_attributes)
+                .match_requests(|r| r.queue_url() == Some(DLQ))
+                .then_output(move || {
+                    aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput::builder()
+                        .attributes(
+                            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                            n,
+                        )
+                        .build()
+                }),
+            None => mock!(aws_sdk_sqs::Client::get_queue_attributes).then_compute_response(|_| {
+                MockResponse::Error(
+                    aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError::unhandled(
+                        "AccessDenied",
+                    ),
+                )
+            }),
+        };
+        let mut agent = agent(RuleMode::MatchAny, &[&put], &[&describe], "5000");
+        agent.config.dlq_url = Some(DLQ.to_owned());
+        agent.sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &[&depth]);
+        agent.handle(&scheduled(), None).await.unwrap();
+        let detail = seen.lock().unwrap()[0][0].clone();
+        let beat: Heartbeat = serde_json::from_str(&detail).unwrap();
+        assert_eq!(beat.dead_letters, expected);
+    }
 }

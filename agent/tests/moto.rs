@@ -30,6 +30,7 @@ async fn signal_round_trips_through_a_moto_bus() {
         config,
         events: events.clone(),
         cloudtrail: aws_sdk_cloudtrail::Client::new(&aws),
+        sqs: aws_sdk_sqs::Client::new(&aws),
     };
     let fixture: Value = serde_json::from_str(include_str!(
         "../../core/tests/fixtures/12-assume-break-glass-role-cross-account.json"

@@ -12,16 +12,19 @@
 //! | `GLASSWATCH_RETENTION_DAYS` | no | 2555 | TTL of stored items |
 //! | `GLASSWATCH_HEARTBEAT_MINUTES` | no | 15 | the agents' heartbeat interval |
 //! | `GLASSWATCH_ACCOUNTS_TTL_SECS` | no | 300 | how long the organization's account list is cached |
+//! | `GLASSWATCH_WATCH` | yes | | the watch list (as the agents get it), to classify the events that reach the central bus without an agent (tamper) |
+//! | `GLASSWATCH_REGIONS` | no | any | the regions deploy targets, comma-separated: heartbeats from others are refused, and every targeted account × region is expected to report |
 //! | `GLASSWATCH_LOG` | no | `info` | log filter |
 
 use std::time::Duration;
 
+use glasswatch_core::WatchList;
 use glasswatch_core::config::SlackMode;
-use glasswatch_core::env::{EnvError, number, required};
+use glasswatch_core::env::{EnvError, list, number, required, watch_list};
 
 pub const DEFAULT_SLACK_API: &str = "https://slack.com/api/";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AggregatorConfig {
     pub table: String,
     pub slack_mode: SlackMode,
@@ -32,6 +35,9 @@ pub struct AggregatorConfig {
     pub retention_days: u32,
     pub heartbeat_secs: i64,
     pub accounts_ttl: Duration,
+    pub watch: WatchList,
+    /// Empty: any region.
+    pub regions: Vec<String>,
 }
 
 impl AggregatorConfig {
@@ -83,6 +89,8 @@ impl AggregatorConfig {
                 300u64,
                 0..=86_400,
             )?),
+            watch: watch_list(&get, "GLASSWATCH_WATCH")?,
+            regions: list(&get, "GLASSWATCH_REGIONS"),
         })
     }
 }
@@ -103,6 +111,8 @@ mod tests {
     fn defaults_and_errors() {
         let c = AggregatorConfig::from_lookup(lookup(&[
             ("GLASSWATCH_TABLE", "t"),
+            ("GLASSWATCH_WATCH", r#"{"roles":["BreakGlassRole"]}"#),
+            ("GLASSWATCH_REGIONS", "us-east-1, eu-west-1"),
             ("GLASSWATCH_SLACK_MODE", "webhook"),
             (
                 "GLASSWATCH_SLACK_SECRET_ARN",
@@ -113,6 +123,8 @@ mod tests {
         assert_eq!(c.quiet_secs, 3600);
         assert_eq!(c.heartbeat_secs, 900);
         assert_eq!(c.slack_api_url, DEFAULT_SLACK_API);
+        assert_eq!(c.regions, ["us-east-1", "eu-west-1"]);
+        assert!(c.watch.role_watched(None, "breakglassrole"));
         let e = AggregatorConfig::from_lookup(lookup(&[
             ("GLASSWATCH_TABLE", "t"),
             ("GLASSWATCH_SLACK_MODE", "bot"),

@@ -1,5 +1,13 @@
-//! One invocation: a batch of SQS messages (signals and heartbeats), or
-//! the scheduled tick (coverage check, pending Slack messages).
+//! One invocation: a batch of SQS messages, or the scheduled tick
+//! (coverage check, pending Slack messages, unfinished merges).
+//!
+//! The queue carries four kinds of message:
+//! - agent signals and heartbeats (`glasswatch.agent`);
+//! - CloudTrail events that the agents' tamper rules send to the central
+//!   bus themselves, with no agent in the path (`aws.*`), so that
+//!   disabling or rewriting the agent cannot hide its own tampering:
+//!   they are classified here, with the same core code and watch list;
+//! - CloudWatch alarm notifications from SNS (Glasswatch's own alarms).
 //!
 //! A message whose processing failed is reported in `batchItemFailures`,
 //! so SQS retries only it, and its queue's redrive policy keeps it in the
@@ -7,12 +15,13 @@
 //! not fail the message: the event is stored, the session is marked
 //! pending, and the tick sends it later.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use glasswatch_core::correlate::Ingest;
-use glasswatch_core::coverage::{Change, Health, change, health};
+use glasswatch_core::coverage::{Change, Coverage, Health, MISSED_INTERVALS, change, health};
+use glasswatch_core::detect::correlation_keys;
 use glasswatch_core::notify::{SlackState, Step, WEBHOOK_ROOT, next_step};
 use glasswatch_core::record::parse_time;
 use glasswatch_core::session::{SessionEvent, SessionEventError};
@@ -20,20 +29,28 @@ use glasswatch_core::signal::{
     HEARTBEAT_DETAIL_TYPE, Heartbeat, SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, Signal,
 };
 use glasswatch_core::slack::{
-    CoverageProblem, RenderContext, SpoofedSignal, coverage_alert, coverage_recovered,
-    session_merged, spoofed_signal,
+    AlarmNotice, CoverageProblem, RenderContext, SpoofedSignal, alarm_alert, coverage_alert,
+    coverage_recovered, session_merged, spoofed_signal,
 };
 use glasswatch_core::verify::{Verdict, verify};
-use glasswatch_core::{Record, RecordError};
+use glasswatch_core::{Detection, Record, RecordError, classify};
 use serde_json::Value;
 
-use crate::accounts::{Accounts, AccountsError};
+use crate::accounts::{AccountList, Accounts};
 use crate::config::AggregatorConfig;
-use crate::slack::{SlackClient, SlackError};
+use crate::notifier::Slack;
+use crate::slack::SlackError;
+use crate::store::coverage::{Beat, SpoofAlert};
 use crate::store::{Evidence, Store, StoreError};
 
 /// A root-message claim older than this is presumed dead.
 const CLAIM_STALE_SECS: i64 = 120;
+
+/// One spoofing alert per sender per this many seconds.
+pub const SPOOF_ALERT_WINDOW_SECS: i64 = 600;
+
+/// The detail-type of CloudTrail API calls on EventBridge.
+const API_CALL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregatorError {
@@ -43,10 +60,15 @@ pub enum AggregatorError {
     BadMessage(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Accounts(#[from] AccountsError),
     #[error("slack: {0}")]
     Slack(#[from] SlackError),
+    /// Some items of a tick failed; the others were done.
+    #[error("tick: {failed} of {total} items failed; first: {first}")]
+    Tick {
+        failed: usize,
+        total: usize,
+        first: String,
+    },
 }
 
 impl AggregatorError {
@@ -86,6 +108,9 @@ impl From<SessionEventError> for AggregatorError {
 pub enum Processed {
     Event {
         ingest: Ingest,
+        /// Every session merged away by this event (its plan, and the
+        /// settling after it).
+        absorbed: Vec<String>,
         event: Box<SessionEvent>,
     },
     Untrusted {
@@ -96,6 +121,13 @@ pub enum Processed {
         account: String,
         region: String,
     },
+    /// A CloudTrail event from a tamper rule that flags nothing here.
+    Ignored {
+        event_id: String,
+    },
+    Alarm {
+        name: String,
+    },
 }
 
 /// The aggregator with its clients, built once per container.
@@ -103,7 +135,7 @@ pub enum Processed {
 pub struct Aggregator {
     pub config: AggregatorConfig,
     pub store: Store,
-    pub slack: SlackClient,
+    pub slack: Slack,
     pub accounts: Accounts,
 }
 
@@ -113,7 +145,11 @@ fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
 
 impl Aggregator {
     /// Build the AWS clients once, from one SDK configuration.
-    pub fn new(config: AggregatorConfig, aws: &aws_config::SdkConfig, slack: SlackClient) -> Self {
+    pub fn new(
+        config: AggregatorConfig,
+        aws: &aws_config::SdkConfig,
+        slack: impl Into<Slack>,
+    ) -> Self {
         let store = Store::new(
             aws_sdk_dynamodb::Client::new(aws),
             config.table.clone(),
@@ -124,7 +160,7 @@ impl Aggregator {
         Self {
             config,
             store,
-            slack,
+            slack: slack.into(),
             accounts,
         }
     }
@@ -156,13 +192,26 @@ impl Aggregator {
         ))
     }
 
-    async fn context(&self, must_have: &[&str]) -> Result<RenderContext, AggregatorError> {
+    /// The organization's accounts, whatever Organizations does.
+    async fn account_list(
+        &self,
+        must_have: &[&str],
+        now: i64,
+    ) -> Result<AccountList, AggregatorError> {
+        Ok(self.accounts.list(must_have, &self.store, now).await?)
+    }
+
+    async fn context(
+        &self,
+        must_have: &[&str],
+        now: i64,
+    ) -> Result<RenderContext, AggregatorError> {
         let mut ctx = RenderContext::new(self.config.slack_mode, &self.config.slack_channel);
-        ctx.account_names = self.accounts.names(must_have).await?;
+        ctx.account_names = self.account_list(must_have, now).await?.names;
         Ok(ctx)
     }
 
-    /// Process one SQS message body: an EventBridge envelope.
+    /// Process one SQS message body.
     pub async fn process(
         &self,
         body: &str,
@@ -171,13 +220,22 @@ impl Aggregator {
     ) -> Result<Processed, AggregatorError> {
         let envelope: Value = serde_json::from_str(body)
             .map_err(|e| AggregatorError::BadMessage(format!("not JSON: {e}")))?;
-        if str_field(&envelope, "source") != Some(SIGNAL_SOURCE) {
+        if str_field(&envelope, "Type") == Some("Notification") {
+            return self.alarm(&envelope, now, deadline).await;
+        }
+        let sender = str_field(&envelope, "account");
+        let source = str_field(&envelope, "source").unwrap_or_default();
+        if source.starts_with("aws.")
+            && str_field(&envelope, "detail-type") == Some(API_CALL_DETAIL_TYPE)
+        {
+            return self.direct(&envelope, sender, now, deadline).await;
+        }
+        if source != SIGNAL_SOURCE {
             return Err(AggregatorError::BadMessage(format!(
-                "source is {:?}, not {SIGNAL_SOURCE}",
+                "source is {:?}, neither {SIGNAL_SOURCE} nor a CloudTrail API call",
                 str_field(&envelope, "source")
             )));
         }
-        let sender = str_field(&envelope, "account");
         let detail = envelope.get("detail").cloned().unwrap_or(Value::Null);
         match str_field(&envelope, "detail-type") {
             Some(SIGNAL_DETAIL_TYPE) => {
@@ -188,32 +246,81 @@ impl Aggregator {
             Some(HEARTBEAT_DETAIL_TYPE) => {
                 let heartbeat: Heartbeat = serde_json::from_value(detail)
                     .map_err(|e| AggregatorError::BadMessage(format!("heartbeat: {e}")))?;
-                if sender.is_some_and(|s| s != heartbeat.account) {
-                    return Err(AggregatorError::BadMessage(format!(
-                        "heartbeat for account {} sent by account {}",
-                        heartbeat.account,
-                        sender.unwrap_or_default()
-                    )));
-                }
-                let at = parse_time(&heartbeat.sent_at).unwrap_or(now).min(now);
-                self.store
-                    .record_heartbeat(
-                        &heartbeat.account,
-                        &heartbeat.region,
-                        heartbeat.trail,
-                        &heartbeat.agent_version,
-                        at,
-                    )
-                    .await?;
-                Ok(Processed::Heartbeat {
-                    account: heartbeat.account,
-                    region: heartbeat.region,
-                })
+                self.heartbeat(heartbeat, sender, now).await
             }
             other => Err(AggregatorError::BadMessage(format!(
                 "unknown detail-type {other:?}"
             ))),
         }
+    }
+
+    /// A heartbeat counts only from the account it is about, and only for
+    /// a region deploy targets.
+    async fn heartbeat(
+        &self,
+        heartbeat: Heartbeat,
+        sender: Option<&str>,
+        now: i64,
+    ) -> Result<Processed, AggregatorError> {
+        match sender {
+            Some(s) if s == heartbeat.account => {}
+            Some(s) => {
+                return Err(AggregatorError::BadMessage(format!(
+                    "heartbeat for account {} sent by account {s}",
+                    heartbeat.account
+                )));
+            }
+            None => {
+                return Err(AggregatorError::BadMessage(format!(
+                    "heartbeat for account {} without a sender (the envelope has no account)",
+                    heartbeat.account
+                )));
+            }
+        }
+        if !self.config.regions.is_empty() && !self.config.regions.contains(&heartbeat.region) {
+            return Err(AggregatorError::BadMessage(format!(
+                "heartbeat for region {}, which deploy does not target ({})",
+                heartbeat.region,
+                self.config.regions.join(", ")
+            )));
+        }
+        let at = parse_time(&heartbeat.sent_at).unwrap_or(now).min(now);
+        self.store
+            .record_heartbeat(&Beat {
+                account: &heartbeat.account,
+                region: &heartbeat.region,
+                trail: heartbeat.trail,
+                agent_version: &heartbeat.agent_version,
+                dead_letters: heartbeat.dead_letters,
+                at,
+            })
+            .await?;
+        Ok(Processed::Heartbeat {
+            account: heartbeat.account,
+            region: heartbeat.region,
+        })
+    }
+
+    /// A CloudTrail event a tamper rule sent to the central bus directly:
+    /// classified here, with the aggregator's own watch list.
+    async fn direct(
+        &self,
+        envelope: &Value,
+        sender: Option<&str>,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<Processed, AggregatorError> {
+        let record = Record::from_value(envelope)?;
+        let detections = classify(&self.config.watch, &record);
+        if detections.is_empty() {
+            return Ok(Processed::Ignored {
+                event_id: record.event_id,
+            });
+        }
+        let evidence = serde_json::to_string(envelope)
+            .map_err(|e| AggregatorError::BadMessage(format!("event: {e}")))?;
+        self.admit(&record, &detections, sender, &evidence, now, deadline)
+            .await
     }
 
     async fn signal(
@@ -224,45 +331,6 @@ impl Aggregator {
         deadline: Instant,
     ) -> Result<Processed, AggregatorError> {
         let record = Record::from_value(&signal.record)?;
-        let mut must_have = vec![record.account.as_str()];
-        must_have.extend(sender);
-        let names = self.accounts.names(&must_have).await?;
-        let verdict = verify(sender, &record.account, |a| names.contains_key(a));
-        let signal_json = serde_json::to_string(signal).unwrap_or_default();
-        let evidence = Evidence {
-            verdict: &verdict,
-            sender,
-            signal_json: &signal_json,
-        };
-        if !verdict.trusted() {
-            if self
-                .store
-                .record_untrusted(&record.event_id, &evidence, now)
-                .await?
-            {
-                let ctx = self.context(&[]).await?;
-                let alert = spoofed_signal(
-                    &ctx,
-                    &SpoofedSignal {
-                        sender: sender.map(str::to_owned),
-                        claimed_account: record.account.clone(),
-                        event_id: record.event_id.clone(),
-                        event_name: record.event_name.clone(),
-                        region: record.region.clone(),
-                        received_at: now,
-                    },
-                );
-                if let Err(e) = self.slack.send(&alert, deadline).await {
-                    // Alert again on the retry rather than never.
-                    self.store.forget_untrusted(&record.event_id).await?;
-                    return Err(e.into());
-                }
-            }
-            return Ok(Processed::Untrusted {
-                verdict,
-                event_id: record.event_id,
-            });
-        }
         // The detections must be about this record: a forged signal
         // cannot pin events on another account or event.
         if let Some(d) = signal
@@ -275,12 +343,150 @@ impl Aggregator {
                 d.event_id, d.account, record.event_id, record.account
             )));
         }
-        let event = SessionEvent::from_detections(&signal.detections)?;
-        let ingest = self.store.ingest(&event, &evidence).await?;
+        let evidence = serde_json::to_string(signal)
+            .map_err(|e| AggregatorError::BadMessage(format!("signal: {e}")))?;
+        self.admit(
+            &record,
+            &signal.detections,
+            sender,
+            &evidence,
+            now,
+            deadline,
+        )
+        .await
+    }
+
+    /// The trust check, then the store: an untrusted record is kept as
+    /// evidence and alerted (at a bounded rate per sender); a trusted one
+    /// joins its session. Correlation keys are recomputed from the record,
+    /// never taken from the message, so a forged message cannot claim
+    /// another session's keys.
+    async fn admit(
+        &self,
+        record: &Record,
+        detections: &[Detection],
+        sender: Option<&str>,
+        signal_json: &str,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<Processed, AggregatorError> {
+        let mut must_have = vec![record.account.as_str()];
+        must_have.extend(sender);
+        let accounts = self.account_list(&must_have, now).await?;
+        // With no account list at all, membership rests on the central
+        // bus's organization-only policy.
+        let verdict = verify(sender, &record.account, |a| {
+            accounts.member(a).unwrap_or(true)
+        });
+        let evidence = Evidence {
+            verdict: &verdict,
+            sender,
+            signal_json,
+        };
+        if !verdict.trusted() {
+            self.untrusted(record, &evidence, &accounts, now, deadline)
+                .await?;
+            return Ok(Processed::Untrusted {
+                verdict,
+                event_id: record.event_id.clone(),
+            });
+        }
+        let mut event = SessionEvent::from_detections(detections)?;
+        event.keys = correlation_keys(record)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let ingested = self.store.ingest(&event, &evidence).await?;
         Ok(Processed::Event {
-            ingest,
+            absorbed: ingested.absorbed().cloned().collect(),
+            ingest: ingested.ingest,
             event: Box::new(event),
         })
+    }
+
+    async fn untrusted(
+        &self,
+        record: &Record,
+        evidence: &Evidence<'_>,
+        accounts: &AccountList,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<(), AggregatorError> {
+        if !self
+            .store
+            .record_untrusted(&record.event_id, evidence, now)
+            .await?
+        {
+            return Ok(());
+        }
+        let who = evidence.sender.unwrap_or("no-sender");
+        let SpoofAlert::Send { suppressed } = self
+            .store
+            .spoof_alert(who, now, SPOOF_ALERT_WINDOW_SECS)
+            .await?
+        else {
+            tracing::warn!(sender = %who, event_id = %record.event_id, "untrusted signal stored; alert held back (rate limit)");
+            return Ok(());
+        };
+        let mut ctx = RenderContext::new(self.config.slack_mode, &self.config.slack_channel);
+        ctx.account_names = accounts.names.clone();
+        let alert = spoofed_signal(
+            &ctx,
+            &SpoofedSignal {
+                sender: evidence.sender.map(str::to_owned),
+                claimed_account: record.account.clone(),
+                event_id: record.event_id.clone(),
+                event_name: record.event_name.clone(),
+                region: record.region.clone(),
+                received_at: now,
+                held_back: suppressed,
+            },
+        );
+        if let Err(e) = self.slack.send(&alert, deadline).await {
+            // Alert again on the retry rather than never.
+            self.store.forget_untrusted(&record.event_id).await?;
+            self.store.release_spoof_alert(who).await?;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// A CloudWatch alarm notification (SNS, through the queue): posted
+    /// once per notification.
+    async fn alarm(
+        &self,
+        notification: &Value,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<Processed, AggregatorError> {
+        let bad = |what: &str| AggregatorError::BadMessage(format!("SNS notification: {what}"));
+        let id = str_field(notification, "MessageId").ok_or_else(|| bad("no MessageId"))?;
+        let message: Value = serde_json::from_str(
+            str_field(notification, "Message").ok_or_else(|| bad("no Message"))?,
+        )
+        .map_err(|e| bad(&format!("Message is not an alarm's JSON: {e}")))?;
+        let field = |name: &str| str_field(&message, name).unwrap_or_default().to_owned();
+        let notice = AlarmNotice {
+            name: str_field(&message, "AlarmName")
+                .ok_or_else(|| bad("Message has no AlarmName"))?
+                .to_owned(),
+            state: field("NewStateValue"),
+            reason: field("NewStateReason"),
+            description: field("AlarmDescription"),
+            account: field("AWSAccountId"),
+            region: field("Region"),
+        };
+        if !matches!(notice.state.as_str(), "ALARM" | "OK")
+            || !self.store.first_notice(id, now).await?
+        {
+            return Ok(Processed::Alarm { name: notice.name });
+        }
+        let ctx = self.context(&[], now).await?;
+        if let Err(e) = self.slack.send(&alarm_alert(&ctx, &notice), deadline).await {
+            self.store.forget_notice(id).await?;
+            return Err(e.into());
+        }
+        Ok(Processed::Alarm { name: notice.name })
     }
 
     /// A batch from SQS: every message is processed, failures are
@@ -293,7 +499,7 @@ impl Aggregator {
     ) -> SqsBatchResponse {
         let mut failures = Vec::new();
         let mut touched: BTreeMap<String, (Vec<SessionEvent>, Vec<String>)> = BTreeMap::new();
-        let mut absorbed: Vec<String> = Vec::new();
+        let mut absorbed: BTreeSet<String> = BTreeSet::new();
         for message in &batch.records {
             let id = message.message_id.clone().unwrap_or_default();
             let Some(body) = message.body.as_deref() else {
@@ -302,10 +508,12 @@ impl Aggregator {
                 continue;
             };
             match self.process(body, now, deadline).await {
-                Ok(Processed::Event { ingest, event }) => {
-                    if let Ingest::Stored { absorbed: gone, .. } = &ingest {
-                        absorbed.extend(gone.iter().cloned());
-                    }
+                Ok(Processed::Event {
+                    ingest,
+                    absorbed: gone,
+                    event,
+                }) => {
+                    absorbed.extend(gone);
                     let entry = touched.entry(ingest.session_id().to_owned()).or_default();
                     entry.0.push(*event);
                     entry.1.push(id);
@@ -318,7 +526,7 @@ impl Aggregator {
             }
         }
         for gone in &absorbed {
-            if let Err(e) = self.announce_merge(gone, deadline).await {
+            if let Err(e) = self.announce_merge(gone, now, deadline).await {
                 tracing::warn!(session_id = %gone, error = %e, "merge notice not sent; pending for the tick");
             }
         }
@@ -345,14 +553,19 @@ impl Aggregator {
     /// Tell an announced session's thread that it continues in the
     /// session it was merged into, then clear its pending mark (which the
     /// merge wrote). Nothing to say for a session never announced.
-    async fn announce_merge(&self, gone: &str, deadline: Instant) -> Result<(), AggregatorError> {
+    async fn announce_merge(
+        &self,
+        gone: &str,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<(), AggregatorError> {
         let Some(old) = self.store.session_exact(gone).await? else {
             return Ok(());
         };
         if let Some(ts) = old.root_ts.as_deref()
             && let Some(survivor) = self.store.session(gone).await?
         {
-            let ctx = self.context(&[]).await?;
+            let ctx = self.context(&[], now).await?;
             let thread = (ts != WEBHOOK_ROOT).then_some(ts);
             let notice = session_merged(&ctx, &old.session, &survivor.session, thread);
             self.slack.send(&notice, deadline).await?;
@@ -379,16 +592,18 @@ impl Aggregator {
         let session = &item.session;
         let id = &session.session_id;
         let accounts: Vec<&str> = session.accounts.iter().map(String::as_str).collect();
-        let ctx = self.context(&accounts).await?;
+        let ctx = self.context(&accounts, now).await?;
         let state = SlackState {
             root_ts: item.root_ts.clone(),
+            root_channel: item.root_channel.clone(),
             notified_count: item.notified_count,
             digest_sent_at: item.digest_sent_at,
+            root_stale: item.root_stale,
         };
         let mut step = next_step(&ctx, session, &state, new_events, now, flush);
         // A digest also lists the events deferred since the last one.
         let mut events = new_events.to_vec();
-        if matches!(step, Step::Follow(_)) {
+        if matches!(step, Step::Follow { .. }) && session.event_count > state.notified_count {
             let deferred = self.store.deferred_events(id).await?;
             if !deferred.is_empty() {
                 events.extend(deferred);
@@ -429,26 +644,39 @@ impl Aggregator {
                 }
                 Ok(())
             }
-            Step::Follow(requests) => {
-                for request in &requests {
-                    if let Err(e) = self.slack.send(request, deadline).await {
+            Step::Follow { digest, update } => {
+                let root = state.root_ts.as_deref().unwrap_or(WEBHOOK_ROOT);
+                if let Some(digest) = digest {
+                    if let Err(e) = self.slack.send(&digest, deadline).await {
                         tracing::warn!(session_id = %id, error = %e, "digest not sent; pending");
                         self.store.defer_events(id, &event_ids).await?;
                         return Ok(());
                     }
+                    // Recorded before the update: whatever happens to the
+                    // update, this digest is never posted again.
+                    self.store
+                        .record_notified(id, root, session.event_count, Some(now))
+                        .await?;
                 }
-                let root = state.root_ts.as_deref().unwrap_or(WEBHOOK_ROOT);
-                self.store
-                    .record_notified(id, root, session.event_count, Some(now))
-                    .await?;
+                if let Some(update) = update {
+                    match self.slack.send(&update, deadline).await {
+                        Ok(_) if item.root_stale => self.store.set_root_stale(id, false).await?,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(session_id = %id, error = %e, "root update not sent; the tick retries it");
+                            self.store.set_root_stale(id, true).await?;
+                        }
+                    }
+                }
                 Ok(())
             }
         }
     }
 
-    /// Keep where a root message is, for `audit sessions`: its channel and
-    /// permalink. The alert is out already, so a link Slack did not give
-    /// is logged and left out; the channel and `ts` still locate it.
+    /// Keep where a root message is, for `audit sessions` and for
+    /// `chat.update`: its channel id and permalink. The alert is out
+    /// already, so a link Slack did not give is logged and left out; the
+    /// channel and `ts` still locate it.
     async fn record_link(
         &self,
         session_id: &str,
@@ -494,59 +722,158 @@ impl Aggregator {
         }
     }
 
-    /// The scheduled tick: coverage alerts, then pending Slack messages.
+    /// The scheduled tick: every targeted account × region expected,
+    /// coverage alerts, unfinished merges, then pending Slack messages.
+    /// Each item is handled on its own: one that fails is logged and
+    /// counted, the rest go on, and the tick fails at the end (so its
+    /// retries and alarm see it) only after doing all it could.
     pub async fn tick(&self, now: i64, deadline: Instant) -> Result<TickReport, AggregatorError> {
         let mut report = TickReport::default();
-        let coverage = self.store.coverage().await?;
-        let ctx = self.context(&[]).await?;
-        for c in &coverage {
-            let now_health = health(c, now, self.config.heartbeat_secs);
-            let Some(what) = change(c.alerted, now_health) else {
-                continue;
-            };
-            let request = match what {
-                Change::Recovered => coverage_recovered(&ctx, &c.account, &c.region, now),
-                Change::Unhealthy(Health::Silent) => coverage_alert(
-                    &ctx,
-                    &c.account,
-                    &c.region,
-                    &CoverageProblem::MissedHeartbeats {
-                        last_heartbeat: c.last_heartbeat,
-                        intervals: glasswatch_core::coverage::MISSED_INTERVALS,
-                    },
-                ),
-                Change::Unhealthy(_) => coverage_alert(
-                    &ctx,
-                    &c.account,
-                    &c.region,
-                    &CoverageProblem::TrailNotLogging {
-                        last_heartbeat: c.last_heartbeat,
-                    },
-                ),
-            };
-            self.slack.send(&request, deadline).await?;
-            self.store
-                .set_alerted(&c.account, &c.region, now_health)
-                .await?;
-            report.coverage_alerts += 1;
+        let mut failures: Vec<String> = Vec::new();
+        let mut total = 0usize;
+        let mut fail = |what: String, e: AggregatorError| {
+            tracing::error!(item = %what, error = %e, "tick item failed");
+            failures.push(format!("{what}: {e}"));
+        };
+        if let Err(e) = self.expect_targets(now).await {
+            fail("expected coverage".into(), e);
         }
-        for id in self.store.pending().await? {
-            if deadline.saturating_duration_since(Instant::now()) < Duration::from_secs(2) {
-                break;
+        match self.store.coverage().await {
+            Err(e) => fail("coverage".into(), e.into()),
+            Ok(coverage) => {
+                for c in &coverage {
+                    total += 1;
+                    match self.coverage_cell(c, now, deadline).await {
+                        Ok(true) => report.coverage_alerts += 1,
+                        Ok(false) => {}
+                        Err(e) => fail(format!("coverage {}#{}", c.account, c.region), e),
+                    }
+                }
             }
-            let merged = self
-                .store
-                .session_exact(&id)
-                .await?
-                .is_some_and(|item| item.merged_into.is_some());
-            if merged {
-                self.announce_merge(&id, deadline).await?;
-            } else {
-                self.notify(&id, &[], now, deadline, true).await?;
-            }
-            report.pending_retried += 1;
         }
-        Ok(report)
+        match self.store.reindex_pending().await {
+            Err(e) => fail("reindex".into(), e.into()),
+            Ok(ids) => {
+                for id in ids {
+                    total += 1;
+                    if let Err(e) = self.store.reindex(&id).await {
+                        fail(format!("reindex {id}"), e.into());
+                    }
+                }
+            }
+        }
+        match self.store.pending().await {
+            Err(e) => fail("pending".into(), e.into()),
+            Ok(ids) => {
+                for id in ids {
+                    if deadline.saturating_duration_since(Instant::now()) < Duration::from_secs(2) {
+                        break;
+                    }
+                    total += 1;
+                    match self.retry_pending(&id, now, deadline).await {
+                        Ok(()) => report.pending_retried += 1,
+                        Err(e) => fail(format!("pending {id}"), e),
+                    }
+                }
+            }
+        }
+        match failures.first() {
+            None => Ok(report),
+            Some(first) => Err(AggregatorError::Tick {
+                failed: failures.len(),
+                total: total.max(failures.len()),
+                first: first.clone(),
+            }),
+        }
+    }
+
+    async fn retry_pending(
+        &self,
+        id: &str,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<(), AggregatorError> {
+        let merged = self
+            .store
+            .session_exact(id)
+            .await?
+            .is_some_and(|item| item.merged_into.is_some());
+        if merged {
+            self.announce_merge(id, now, deadline).await
+        } else {
+            self.notify(id, &[], now, deadline, true).await
+        }
+    }
+
+    /// Expect a heartbeat from every account × region deploy targeted (and,
+    /// when it targets the whole organization, from every active account),
+    /// so that a cell whose agent never came up alerts too.
+    async fn expect_targets(&self, now: i64) -> Result<(), AggregatorError> {
+        let targets = self.store.targets().await?.unwrap_or_default();
+        let regions: BTreeSet<&String> =
+            targets.regions.iter().chain(&self.config.regions).collect();
+        let mut accounts: BTreeSet<String> = targets.accounts.iter().cloned().collect();
+        if targets.whole_organization {
+            let list = self.account_list(&[], now).await?;
+            accounts.extend(list.active);
+        }
+        let known: BTreeSet<(String, String)> = self
+            .store
+            .coverage()
+            .await?
+            .into_iter()
+            .map(|c| (c.account, c.region))
+            .collect();
+        for account in &accounts {
+            for region in &regions {
+                if !known.contains(&(account.clone(), (*region).clone())) {
+                    self.store.expect(account, region, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Alert on one account × region when its health changed. `Ok(true)`
+    /// when a message went out.
+    async fn coverage_cell(
+        &self,
+        c: &Coverage,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<bool, AggregatorError> {
+        let now_health = health(c, now, self.config.heartbeat_secs);
+        let Some(what) = change(c.alerted, now_health) else {
+            return Ok(false);
+        };
+        let ctx = self.context(&[], now).await?;
+        let problem = match (what, now_health) {
+            (Change::Recovered, _) => None,
+            (_, Health::Silent) => Some(CoverageProblem::MissedHeartbeats {
+                last_heartbeat: c.last_heartbeat,
+                intervals: MISSED_INTERVALS,
+            }),
+            (_, Health::NeverReported) => Some(CoverageProblem::NeverReported {
+                intervals: MISSED_INTERVALS,
+                expected_since: c.last_heartbeat,
+            }),
+            (_, Health::DeadLetters) => Some(CoverageProblem::DeadLetters {
+                count: c.dead_letters,
+                last_heartbeat: c.last_heartbeat,
+            }),
+            _ => Some(CoverageProblem::TrailNotLogging {
+                last_heartbeat: c.last_heartbeat,
+            }),
+        };
+        let request = match &problem {
+            None => coverage_recovered(&ctx, &c.account, &c.region, now),
+            Some(p) => coverage_alert(&ctx, &c.account, &c.region, p),
+        };
+        self.slack.send(&request, deadline).await?;
+        self.store
+            .set_alerted(&c.account, &c.region, now_health)
+            .await?;
+        Ok(true)
     }
 }
 

@@ -1,10 +1,12 @@
 //! The aggregator's Lambda entry point: init tracing, read config from the
-//! environment once, build the clients once (the Slack credential is
-//! fetched from Secrets Manager here, once per container), run.
+//! environment once, build the clients once, run. The Slack credential is
+//! read from Secrets Manager when the first message needs it, so no
+//! outage there keeps events from being stored.
 
 use std::time::{Duration, Instant, SystemTime};
 
-use glasswatch_aggregator::{Aggregator, AggregatorConfig, build_slack, init_tracing};
+use glasswatch_aggregator::notifier::Slack;
+use glasswatch_aggregator::{Aggregator, AggregatorConfig, init_tracing};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -17,9 +19,7 @@ async fn main() -> Result<(), Error> {
     let config = AggregatorConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "configuration error"))?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let slack = build_slack(&config, &aws_sdk_secretsmanager::Client::new(&aws))
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "Slack credential"))?;
+    let slack = Slack::from_secret(&config, aws_sdk_secretsmanager::Client::new(&aws));
     let aggregator = Aggregator::new(config, &aws, slack);
     let aggregator = &aggregator;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

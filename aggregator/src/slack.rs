@@ -84,6 +84,9 @@ pub enum SlackError {
         #[source]
         source: reqwest::Error,
     },
+    /// The credential could not be read from Secrets Manager (yet).
+    #[error("Slack credential: {0}")]
+    Credential(String),
     /// A success status with a body that is not Slack's answer (a proxy
     /// page, a cut-off body). Whether the message went out is unknown.
     #[error("Slack answered HTTP {status} with an unexpected body: {detail}")]
@@ -117,6 +120,7 @@ impl SlackError {
             | Self::Unavailable { .. }
             | Self::ApiTransient { .. }
             | Self::Transport { .. }
+            | Self::Credential(_)
             | Self::InvalidResponse { .. } => true,
             Self::Api { .. } | Self::ModeMismatch { .. } | Self::Encode(_) | Self::Config(_) => {
                 false

@@ -30,6 +30,11 @@ struct Bed {
 }
 
 async fn bed(slack_status: u16) -> Bed {
+    bed_in(slack_status, "C0GLASS").await
+}
+
+/// A bed whose configured Slack channel is `channel` (a name or an id).
+async fn bed_in(slack_status: u16, channel: &str) -> Bed {
     let aws = sdk_config("eu-west-1").await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let table = unique("gw-agg");
@@ -72,20 +77,34 @@ async fn bed(slack_status: u16) -> Bed {
         })))
         .mount(&slack)
         .await;
+    // As Slack: chat.update needs the channel id the post answered with.
     Mock::given(method("POST"))
         .and(path("/api/chat.update"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"channel": "C0GLASS"}),
+        ))
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(json!({"ok": true, "ts": "1791990000.000100"})),
         )
         .mount(&slack)
         .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": false, "error": "channel_not_found"})),
+        )
+        .mount(&slack)
+        .await;
+    let watch = test_support::watch_json();
     let config = AggregatorConfig::from_lookup(|name| {
         Some(
             match name {
                 "GLASSWATCH_TABLE" => table.as_str(),
+                "GLASSWATCH_WATCH" => watch.as_str(),
                 "GLASSWATCH_SLACK_MODE" => "bot",
-                "GLASSWATCH_SLACK_CHANNEL" => "C0GLASS",
+                "GLASSWATCH_SLACK_CHANNEL" => channel,
                 "GLASSWATCH_SLACK_SECRET_ARN" => {
                     "arn:aws:secretsmanager:eu-west-1:310987654321:secret:slack"
                 }
@@ -245,7 +264,7 @@ async fn a_spoofed_signal_is_stored_and_alerted_and_never_joins_a_session() {
 }
 
 #[tokio::test]
-async fn signals_without_an_envelope_account_are_stored_as_unverified_and_strangers_are_rejected() {
+async fn signals_without_an_envelope_account_are_untrusted_and_strangers_are_rejected() {
     let bed = bed(200).await;
     let member = bed.member.clone();
     let unverified = envelope(&activity(&member, 50), None);
@@ -256,34 +275,48 @@ async fn signals_without_an_envelope_account_are_stored_as_unverified_and_strang
         .await;
     assert!(response.batch_item_failures.is_empty());
     let aws = sdk_config("eu-west-1").await;
-    let item = aws_sdk_dynamodb::Client::new(&aws)
-        .get_item()
-        .table_name(bed.aggregator.store.table())
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(
-                "EVENT#00000000-0000-4000-8000-000000000050".into(),
-            ),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("EVENT".into()),
-        )
-        .send()
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let item = |pk: &str, sk: &str| {
+        dynamodb
+            .get_item()
+            .table_name(bed.aggregator.store.table())
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
+            .send()
+    };
+    // EventBridge always names the sender: a message without one did not
+    // come as an agent sent it. Kept as evidence, alerted, never a session.
+    let kept = item("SPOOFED#00000000-0000-4000-8000-000000000050", "SPOOFED")
         .await
         .unwrap()
         .item
         .unwrap();
-    assert_eq!(item["verdict"].as_s().unwrap(), "unverified");
-    assert!(!item.contains_key("sender"));
+    assert!(kept["verdict"].as_s().unwrap().contains("unverified"));
+    assert!(!kept.contains_key("sender"));
+    for id in ["000000000050", "000000000051"] {
+        assert!(
+            bed.aggregator
+                .store
+                .session_of_event(&format!("00000000-0000-4000-8000-{id}"))
+                .await
+                .unwrap()
+                .is_none(),
+            "an unverified or outside signal never joins a session"
+        );
+    }
+    let alerts: Vec<String> = bed
+        .slack
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
     assert!(
-        bed.aggregator
-            .store
-            .session_of_event("00000000-0000-4000-8000-000000000051")
-            .await
-            .unwrap()
-            .is_none(),
-        "an account outside the organization never joins a session"
+        alerts
+            .iter()
+            .any(|a| a.contains("unverified Glasswatch signal")),
+        "{alerts:?}"
     );
 }
 
@@ -494,6 +527,7 @@ async fn follow_ups_deferred_by_the_digest_interval_are_listed_in_the_thread_by_
             .collect::<Vec<Value>>()
     };
     assert!(replies().await.is_empty(), "deferred within the interval");
+
     agg.tick(NOW + 10, deadline()).await.unwrap();
     let replies = replies().await;
     assert_eq!(replies.len(), 1, "{replies:#?}");

@@ -12,6 +12,7 @@ use glasswatch_core::correlate::{Ingest, Ledger};
 use glasswatch_core::session::{SessionEvent, session_id};
 use glasswatch_core::verify::Verdict;
 use glasswatch_core::{DetectionKind, Mfa, Severity};
+use test_support::usage::CountRequests;
 use test_support::{sdk_config, unique};
 
 const QUIET: i64 = 3600;
@@ -47,6 +48,22 @@ const EVIDENCE: Evidence<'static> = Evidence {
     sender: None,
     signal_json: "{}",
 };
+
+/// A store whose client counts what it does.
+async fn counted_store() -> (Store, CountRequests) {
+    let aws = sdk_config("eu-west-1").await;
+    let table = unique("gw-store");
+    create_table(&aws_sdk_dynamodb::Client::new(&aws), &table)
+        .await
+        .unwrap();
+    let counter = CountRequests::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    (Store::new(client, table, QUIET, 30), counter)
+}
 
 async fn new_store() -> (Store, aws_sdk_dynamodb::Client) {
     let aws = sdk_config("eu-west-1").await;
@@ -108,7 +125,7 @@ fn ledger_sessions(events: &[SessionEvent]) -> BTreeMap<String, (u64, BTreeSet<S
 async fn a_redelivered_event_is_a_no_op() {
     let (store, _) = new_store().await;
     let e = ev("only", T0, "111122223333", &["key:ASIA1"]);
-    let first = store.ingest(&e, &EVIDENCE).await.unwrap();
+    let first = store.ingest(&e, &EVIDENCE).await.unwrap().ingest;
     assert_eq!(
         first,
         Ingest::Stored {
@@ -116,7 +133,7 @@ async fn a_redelivered_event_is_a_no_op() {
             absorbed: vec![]
         }
     );
-    let again = store.ingest(&e, &EVIDENCE).await.unwrap();
+    let again = store.ingest(&e, &EVIDENCE).await.unwrap().ingest;
     assert_eq!(
         again,
         Ingest::Duplicate {
@@ -282,4 +299,87 @@ async fn items_carry_the_ttl_attribute_and_the_table_has_ttl_and_recovery() {
         pitr.point_in_time_recovery_status().map(|s| s.as_str()),
         Some("ENABLED")
     );
+}
+
+/// A busy principal (an automation role, or an attacker calling
+/// `GetCallerIdentity` 17 times a second) makes one key hot. What one more
+/// event costs must not grow with the key's history: the store reads the
+/// nearest use on each side, not every use within the quiet period.
+#[tokio::test]
+async fn reads_per_ingest_stay_bounded_however_hot_a_key_is() {
+    let (store, counter) = counted_store().await;
+    let keys = [
+        "key:ASIAHOTHOTHOT0001",
+        "role-session:arn:aws:sts::111122223333:assumed-role/BreakGlassRole/hot",
+    ];
+    let hot = |i: i64| ev(&format!("hot-{i:05}"), T0 + i * 5, "111122223333", &keys);
+    let mut costs = Vec::new();
+    for i in 0..150 {
+        let before = counter.snapshot();
+        store.ingest(&hot(i), &EVIDENCE).await.unwrap();
+        costs.push(counter.snapshot().since(&before));
+    }
+    let first = &costs[0];
+    let last = &costs[149];
+    assert!(
+        last.items_read <= 20 && last.reads() <= 20,
+        "the 150th event read {} items in {} requests (the first: {} in {})",
+        last.items_read,
+        last.reads(),
+        first.items_read,
+        first.reads()
+    );
+    let sessions = stored_sessions(&store, T0).await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions.values().next().unwrap().0, 150);
+}
+
+/// A merge of two wide sessions must fit DynamoDB's limit of 100 actions
+/// per transaction, and leave every account's index finding the survivor.
+#[tokio::test]
+async fn merging_two_sessions_of_sixty_accounts_each_stays_within_transaction_limits() {
+    let (store, counter) = counted_store().await;
+    let account = |side: u64, i: u64| format!("{:012}", 100_000_000_000 + side * 1000 + i);
+    let mut events = Vec::new();
+    for (side, key) in [(1, "key:ASIAWIDEAAAAAAAA01"), (2, "key:ASIAWIDEBBBBBBBB02")] {
+        for i in 0..60 {
+            let id = format!("wide-{side}-{i:02}");
+            events.push(ev(
+                &id,
+                T0 + (side as i64) * 600 + i as i64,
+                &account(side, i),
+                &[key],
+            ));
+        }
+    }
+    for e in &events {
+        store.ingest(e, &EVIDENCE).await.unwrap();
+    }
+    assert_eq!(stored_sessions(&store, T0).await.len(), 2);
+    let link = ev(
+        "wide-link",
+        T0 + 1000,
+        &account(3, 0),
+        &["key:ASIAWIDEAAAAAAAA01", "key:ASIAWIDEBBBBBBBB02"],
+    );
+    events.push(link.clone());
+    store.ingest(&link, &EVIDENCE).await.unwrap();
+    assert!(
+        counter.snapshot().largest_write <= 100,
+        "{:?}",
+        counter.snapshot()
+    );
+    let stored = stored_sessions(&store, T0).await;
+    assert_eq!(stored, ledger_sessions(&events));
+    let (count, accounts) = stored.values().next().unwrap();
+    assert_eq!((*count, accounts.len()), (121, 121));
+    let survivor = stored.keys().next().unwrap().clone();
+    for e in &events {
+        let found = store
+            .sessions_in(GSI_BY_ACCOUNT, &format!("ACCOUNT#{}", e.account))
+            .await
+            .unwrap();
+        let ids: Vec<_> = found.iter().map(|i| i.session.session_id.clone()).collect();
+        assert_eq!(ids, vec![survivor.clone()], "{}", e.account);
+    }
 }

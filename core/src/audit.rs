@@ -586,14 +586,6 @@ pub struct CoverageRow {
 /// Stack instance status per `(account, region)`.
 pub type StackStatuses = BTreeMap<(String, String), String>;
 
-fn trail_str(trail: TrailStatus) -> &'static str {
-    match trail {
-        TrailStatus::Logging => "logging",
-        TrailStatus::NotLogging => "not_logging",
-        TrailStatus::Unknown => "unknown",
-    }
-}
-
 /// The rows for coverage items at `now`, sorted by account and region.
 /// With `stacks`, every stack instance gets a row, with or without a
 /// heartbeat.
@@ -681,7 +673,10 @@ impl CoverageRow {
             self.heartbeat_age_secs
                 .map(|a| format!("{} ago", format_duration(a)))
                 .unwrap_or_default(),
-            self.trail.map(trail_str).unwrap_or_default().to_owned(),
+            self.trail
+                .map(TrailStatus::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             self.agent_version.clone().unwrap_or_default(),
             self.stack_instance.clone().unwrap_or_default(),
         ]
@@ -1120,6 +1115,8 @@ mod tests {
             trail,
             agent_version: "0.1.0".into(),
             alerted: Health::Healthy,
+            dead_letters: 0,
+            reported: true,
         };
         let items = [
             item("222233334444", "eu-west-1", NOW - 60, TrailStatus::Logging),

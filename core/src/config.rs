@@ -152,8 +152,11 @@ fn default_quiet() -> u32 {
 fn default_retention() -> u32 {
     2555
 }
+/// `name_prefix` when none is given.
+pub const DEFAULT_NAME_PREFIX: &str = "glasswatch";
+
 fn default_prefix() -> String {
-    "glasswatch".to_owned()
+    DEFAULT_NAME_PREFIX.to_owned()
 }
 fn default_arch() -> LambdaArchitecture {
     LambdaArchitecture::Arm64

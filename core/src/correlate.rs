@@ -10,8 +10,13 @@
 //!
 //! The incremental algorithm, shared by the in-memory [`Ledger`] and the
 //! aggregator's DynamoDB store:
-//! 1. find the stored uses of the event's keys within [`window`] of its
-//!    time ([`KeyUse`]);
+//! 1. find, for each of the event's keys, the nearest stored use before
+//!    and the nearest after its `(time, eventID)` ([`KeyUse`]), and keep
+//!    those within [`window`]. That is enough, and it bounds the reads
+//!    whatever a key's history: the uses of a key within the quiet period
+//!    on one side of an event are all within the quiet period of each
+//!    other, so they are already one session, and the nearest stands for
+//!    all of them;
 //! 2. resolve the sessions they were written under to the live ones,
 //!    following `merged into` redirects;
 //! 3. [`plan`] the merge: one surviving session, named after the earliest
@@ -86,6 +91,23 @@ pub fn plan(event: &SessionEvent, linked: &[Session]) -> Plan {
     absorbed.sort();
     absorbed.dedup();
     Plan { session, absorbed }
+}
+
+/// Merge live sessions that turned out to be one, with no new event:
+/// what a store does when, after writing an event, it finds that a
+/// concurrent writer put a linked use of one of its keys in another
+/// session. `None` when there is nothing to merge.
+pub fn merge_sessions(linked: &[Session]) -> Option<Plan> {
+    let (first, rest) = linked.split_first()?;
+    let session = rest.iter().fold(first.clone(), |acc, s| acc.merge(s));
+    let mut absorbed: Vec<String> = linked
+        .iter()
+        .map(|s| s.session_id.clone())
+        .filter(|id| *id != session.session_id)
+        .collect();
+    absorbed.sort();
+    absorbed.dedup();
+    (!absorbed.is_empty()).then_some(Plan { session, absorbed })
 }
 
 /// A stored session: live, or merged into another.
@@ -164,13 +186,19 @@ impl Ledger {
                 session_id: self.resolve(written).to_owned(),
             };
         }
-        let (from, to) = window(event.time, self.quiet_secs);
         let uses: Vec<KeyUse> = event
             .keys
             .iter()
             .filter_map(|key| self.uses.get(key).map(|m| (key, m)))
             .flat_map(|(key, m)| {
-                m.range((from, String::new())..=(to, String::from(char::MAX)))
+                let at = (event.time, event.event_id.clone());
+                let before = m.range(..at.clone()).next_back();
+                let after = m
+                    .range((std::ops::Bound::Excluded(at), std::ops::Bound::Unbounded))
+                    .next();
+                before
+                    .into_iter()
+                    .chain(after)
                     .map(|((time, event_id), session_id)| KeyUse {
                         key: key.clone(),
                         time: *time,

@@ -1,10 +1,12 @@
 //! Coverage: is every account×region still watched?
 //!
 //! Each agent sends a heartbeat every `heartbeat_minutes` with what it can
-//! see of CloudTrail. An account×region is unhealthy when it has missed
-//! [`MISSED_INTERVALS`] heartbeats or its trail is not logging. The check
-//! alerts once when it turns unhealthy (or changes how it is unhealthy)
-//! and once when it recovers, never on every run.
+//! see of CloudTrail and how many events wait in its dead-letter queue.
+//! An account×region is unhealthy when it has missed [`MISSED_INTERVALS`]
+//! heartbeats (or, targeted by deploy, never sent one), its trail is not
+//! logging, or its agent dead-lettered events. The check alerts once when
+//! it turns unhealthy (or changes how it is unhealthy) and once when it
+//! recovers, never on every run.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,17 @@ pub struct Coverage {
     pub agent_version: String,
     /// The health last alerted on.
     pub alerted: Health,
+    /// Events in the agent's dead-letter queue at the last heartbeat.
+    #[serde(default)]
+    pub dead_letters: u64,
+    /// Whether a heartbeat ever arrived. A cell deploy targeted that never
+    /// reported is kept with `last_heartbeat` = when it was first expected.
+    #[serde(default = "yes")]
+    pub reported: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The health of one account×region.
@@ -33,17 +46,37 @@ pub enum Health {
     Healthy,
     /// No heartbeat for [`MISSED_INTERVALS`] intervals or more.
     Silent,
+    /// Targeted by deploy, and no heartbeat ever, [`MISSED_INTERVALS`]
+    /// intervals after it was first expected.
+    NeverReported,
     /// The agent reports no trail logging in the region.
     TrailNotLogging,
+    /// The agent's dead-letter queue holds events it could not relay.
+    DeadLetters,
 }
 
 impl Health {
+    pub const ALL: [Health; 5] = [
+        Self::Healthy,
+        Self::Silent,
+        Self::NeverReported,
+        Self::TrailNotLogging,
+        Self::DeadLetters,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Healthy => "healthy",
             Self::Silent => "silent",
+            Self::NeverReported => "never_reported",
             Self::TrailNotLogging => "trail_not_logging",
+            Self::DeadLetters => "dead_letters",
         }
+    }
+
+    /// The health [`as_str`](Self::as_str) wrote; `None` for other text.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == text)
     }
 }
 
@@ -51,9 +84,15 @@ impl Health {
 /// account could not tell, and `status` shows it.
 pub fn health(coverage: &Coverage, now: i64, interval_secs: i64) -> Health {
     if now - coverage.last_heartbeat >= MISSED_INTERVALS * interval_secs {
-        Health::Silent
+        if coverage.reported {
+            Health::Silent
+        } else {
+            Health::NeverReported
+        }
     } else if coverage.trail == TrailStatus::NotLogging {
         Health::TrailNotLogging
+    } else if coverage.dead_letters > 0 {
+        Health::DeadLetters
     } else {
         Health::Healthy
     }
@@ -88,6 +127,24 @@ mod tests {
             trail,
             agent_version: "0.1.0".into(),
             alerted: Health::Healthy,
+            dead_letters: 0,
+            reported: true,
+        }
+    }
+
+    #[test]
+    fn dead_letters_and_cells_that_never_reported() {
+        let mut c = item(1000, TrailStatus::Logging);
+        c.dead_letters = 3;
+        assert_eq!(health(&c, 1001, 300), Health::DeadLetters);
+        c.trail = TrailStatus::NotLogging;
+        assert_eq!(health(&c, 1001, 300), Health::TrailNotLogging);
+        let mut expected = item(1000, TrailStatus::Unknown);
+        expected.reported = false;
+        assert_eq!(health(&expected, 1000 + 899, 300), Health::Healthy);
+        assert_eq!(health(&expected, 1000 + 900, 300), Health::NeverReported);
+        for h in Health::ALL {
+            assert_eq!(Health::parse(h.as_str()), Some(h));
         }
     }
 

@@ -9,7 +9,9 @@
 
 use crate::config::SlackMode;
 use crate::session::{Session, SessionEvent};
-use crate::slack::{RenderContext, SlackRequest, session_digest, session_root, session_update};
+use crate::slack::{
+    RenderContext, SlackRequest, session_digest_of, session_root, session_update_in,
+};
 
 /// A thread digest goes out at most this often per session; the tick
 /// sends what accumulated in between.
@@ -23,9 +25,15 @@ pub const WEBHOOK_ROOT: &str = "webhook";
 pub struct SlackState {
     /// The root message's `ts` ([`WEBHOOK_ROOT`] for a webhook).
     pub root_ts: Option<String>,
+    /// The channel id Slack posted the root message to (bot mode), which
+    /// `chat.update` needs; `None` falls back to the configured channel.
+    pub root_channel: Option<String>,
     /// Events covered by messages sent.
     pub notified_count: u64,
     pub digest_sent_at: Option<i64>,
+    /// The last digest went out but the root's update did not: the root
+    /// still shows older counts.
+    pub root_stale: bool,
 }
 
 /// The next step for a session.
@@ -33,8 +41,13 @@ pub struct SlackState {
 pub enum Step {
     /// Post the root message; its `ts` becomes the thread.
     Root(SlackRequest),
-    /// Send these (a digest, then the root's update) in order.
-    Follow(Vec<SlackRequest>),
+    /// Send the digest of the new events (to be recorded as sent at
+    /// once, so it is never posted twice), then update the root with the
+    /// running counts (a failure of which only leaves the root stale).
+    Follow {
+        digest: Option<SlackRequest>,
+        update: Option<SlackRequest>,
+    },
     /// New events, but a digest went out too recently: keep pending.
     Defer,
     /// Slack is up to date.
@@ -42,8 +55,9 @@ pub enum Step {
 }
 
 /// Decide what to send for `session` given what was sent before.
-/// `new_events` are the events this invocation added (listed in the
-/// digest; may be empty when flushing).
+/// `new_events` are the events at hand for the digest (this
+/// invocation's, and those deferred; may be fewer than the session has
+/// that are not yet covered, or none when flushing).
 pub fn next_step(
     ctx: &RenderContext,
     session: &Session,
@@ -56,8 +70,21 @@ pub fn next_step(
     let Some(root) = state.root_ts.as_deref() else {
         return Step::Root(session_root(ctx, session, region));
     };
+    let thread = (ctx.mode == SlackMode::Bot && root != WEBHOOK_ROOT).then_some(root);
+    let update = || {
+        thread.map(|ts| {
+            let channel = state.root_channel.as_deref().unwrap_or(&ctx.channel);
+            session_update_in(ctx, session, region, channel, ts)
+        })
+    };
     if session.event_count <= state.notified_count {
-        return Step::Nothing;
+        return match update() {
+            Some(update) if state.root_stale => Step::Follow {
+                digest: None,
+                update: Some(update),
+            },
+            _ => Step::Nothing,
+        };
     }
     if !flush
         && state
@@ -66,14 +93,12 @@ pub fn next_step(
     {
         return Step::Defer;
     }
-    let thread = (ctx.mode == SlackMode::Bot && root != WEBHOOK_ROOT).then_some(root);
-    let mut requests: Vec<SlackRequest> = session_digest(ctx, session, thread, new_events)
-        .into_iter()
-        .collect();
-    if let Some(ts) = thread {
-        requests.push(session_update(ctx, session, region, ts));
+    let uncovered =
+        usize::try_from(session.event_count - state.notified_count).unwrap_or(usize::MAX);
+    Step::Follow {
+        digest: session_digest_of(ctx, session, thread, new_events, uncovered),
+        update: update(),
     }
-    Step::Follow(requests)
 }
 
 /// Everything a session's events would make Slack show when they arrive
@@ -101,10 +126,11 @@ pub fn replay(
             SlackMode::Webhook => WEBHOOK_ROOT.to_owned(),
         }),
         notified_count: 1,
-        digest_sent_at: None,
+        ..SlackState::default()
     };
-    if let Step::Follow(more) = next_step(ctx, session, &sent, &later, 0, true) {
-        out.extend(more);
+    if let Step::Follow { digest, update } = next_step(ctx, session, &sent, &later, 0, true) {
+        out.extend(digest);
+        out.extend(update);
     }
     out
 }

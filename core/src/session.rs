@@ -229,6 +229,20 @@ impl Session {
         self.merge(&Self::of(event))
     }
 
+    /// Whether `other` says more than this session does, beyond its count
+    /// and last event time: a new account, region, principal, kind,
+    /// severity, user agent, source IP, MFA answer or anchor. A store
+    /// rewrites the summary only then, and otherwise only counts the
+    /// event, so a busy session costs no rewrite per event.
+    pub fn differs_beyond_counts(&self, other: &Self) -> bool {
+        let strip = |s: &Self| Self {
+            event_count: 0,
+            last_seen: 0,
+            ..s.clone()
+        };
+        strip(self) != strip(other)
+    }
+
     /// Whether the session has been quiet for `quiet_secs` at `now`.
     pub fn closed_at(&self, now: i64, quiet_secs: i64) -> bool {
         now - self.last_seen >= quiet_secs

@@ -272,6 +272,28 @@ pub enum TrailStatus {
     Unknown,
 }
 
+impl TrailStatus {
+    pub const ALL: [TrailStatus; 3] = [Self::Logging, Self::NotLogging, Self::Unknown];
+
+    /// As serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logging => "logging",
+            Self::NotLogging => "not_logging",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The status [`as_str`](Self::as_str) wrote; anything else is
+    /// `Unknown`.
+    pub fn parse(text: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == text)
+            .unwrap_or(Self::Unknown)
+    }
+}
+
 /// What the agent learned about one trail that applies to its region
 /// (`DescribeTrails` with shadow trails, then `GetTrailStatus`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +331,10 @@ pub struct Heartbeat {
     pub trail: TrailStatus,
     /// Names of the trails seen, for the coverage report.
     pub trails: Vec<String>,
+    /// Messages in the agent's dead-letter queue (events it could not
+    /// relay), when it could read the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<u64>,
 }
 
 /// What the central bus's rule puts in the aggregator's queue for a message

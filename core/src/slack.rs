@@ -526,10 +526,23 @@ pub fn session_update(
     anchor_region: &str,
     ts: &str,
 ) -> SlackRequest {
+    session_update_in(ctx, session, anchor_region, &ctx.channel, ts)
+}
+
+/// [`session_update`] of the root message posted as `ts` in `channel`:
+/// the channel id Slack answered the post with. `chat.update` refuses a
+/// channel name (`#break-glass`), which `chat.postMessage` accepts.
+pub fn session_update_in(
+    ctx: &RenderContext,
+    session: &Session,
+    anchor_region: &str,
+    channel: &str,
+    ts: &str,
+) -> SlackRequest {
     SlackRequest::Bot {
         method: BotMethod::Update,
         body: MessageBody {
-            channel: Some(ctx.channel.clone()),
+            channel: Some(channel.to_owned()),
             ts: Some(ts.to_owned()),
             thread_ts: None,
             text: clip(root_fallback(ctx, session), FALLBACK_TEXT_LIMIT),
@@ -652,11 +665,30 @@ pub fn session_digest(
     thread_ts: Option<&str>,
     events: &[SessionEvent],
 ) -> Option<SlackRequest> {
+    session_digest_of(ctx, session, thread_ts, events, 0)
+}
+
+/// [`session_digest`] for `total` new events of which `events` are the
+/// ones at hand (a store keeps a bounded list of deferred events): the
+/// count and the "more" line say `total` when it is the larger.
+pub fn session_digest_of(
+    ctx: &RenderContext,
+    session: &Session,
+    thread_ts: Option<&str>,
+    events: &[SessionEvent],
+    total: usize,
+) -> Option<SlackRequest> {
     let mut sorted: Vec<&SessionEvent> = events.iter().collect();
     sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     sorted.dedup_by(|a, b| a.event_id == b.event_id);
-    let severity = sorted.iter().map(|e| e.severity).max()?;
-    let total = sorted.len();
+    // Events counted but none at hand still make a digest (that counts
+    // them), so the thread never silently falls behind the session.
+    let severity = sorted
+        .iter()
+        .map(|e| e.severity)
+        .max()
+        .or((total > 0).then_some(session.severity))?;
+    let total = sorted.len().max(total);
 
     // Lines are added while they fit the section with room for the
     // "more" line, so even hostile input cannot overflow it.
@@ -801,6 +833,10 @@ pub struct SpoofedSignal {
     pub region: String,
     /// When the aggregator received it, seconds since the epoch.
     pub received_at: i64,
+    /// Alerts about this sender held back since its last one (one alert
+    /// per sender per window; every signal is stored).
+    #[serde(default)]
+    pub held_back: u64,
 }
 
 /// A critical alert for a signal the trust check refused: sent by another
@@ -863,7 +899,14 @@ pub fn spoofed_signal(ctx: &RenderContext, signal: &SpoofedSignal) -> SlackReque
                 ("Region", code(&signal.region, MAX_REGION)),
                 ("Received", format_time(signal.received_at)),
             ]),
-            context("Glasswatch · trust check: envelope account vs recipientAccountId".to_owned()),
+            context(if signal.held_back > 0 {
+                format!(
+                    "Glasswatch · trust check: envelope account vs recipientAccountId · {} more from this sender since the last alert (stored, not alerted)",
+                    signal.held_back
+                )
+            } else {
+                "Glasswatch · trust check: envelope account vs recipientAccountId".to_owned()
+            }),
         ],
         None,
     )
@@ -879,6 +922,12 @@ pub enum CoverageProblem {
     /// The agent reports that no trail logs in the region, so API calls no
     /// longer reach EventBridge. `last_heartbeat` is the report's time.
     TrailNotLogging { last_heartbeat: i64 },
+    /// Deploy targeted the account×region, but no heartbeat ever came
+    /// since `expected_since`: the agent may never have been deployed.
+    NeverReported { intervals: i64, expected_since: i64 },
+    /// The agent's dead-letter queue holds `count` events it could not
+    /// relay (reported by its heartbeat at `last_heartbeat`).
+    DeadLetters { count: u64, last_heartbeat: i64 },
 }
 
 /// An account×region stopped being watched: high for silence, critical for
@@ -921,6 +970,36 @@ pub fn coverage_alert(
                  API calls there no longer reach Glasswatch."
             ),
             format!("CRITICAL: CloudTrail is not logging in {place_plain}"),
+            *last_heartbeat,
+        ),
+        CoverageProblem::NeverReported {
+            intervals,
+            expected_since,
+        } => (
+            Severity::High,
+            "Agent never reported",
+            format!(
+                "Deploy covers {place}, but no heartbeat has come from it in {intervals} intervals. \
+                 The agent may not be deployed there, so break-glass use may go unseen."
+            ),
+            format!("HIGH: no Glasswatch heartbeat ever from {place_plain}"),
+            *expected_since,
+        ),
+        CoverageProblem::DeadLetters {
+            count,
+            last_heartbeat,
+        } => (
+            Severity::High,
+            "Agent dead-lettered events",
+            format!(
+                "The agent in {place} has {} in its dead-letter queue: events it could not \
+                 relay. Look at them (they are the evidence) and redrive them once the cause is fixed.",
+                plural(*count, "event", "events")
+            ),
+            format!(
+                "HIGH: {} in the Glasswatch agent's dead-letter queue in {place_plain}",
+                plural(*count, "event", "events")
+            ),
             *last_heartbeat,
         ),
     };
@@ -975,6 +1054,68 @@ pub fn coverage_recovered(
                 format_time(at)
             )),
             context("Glasswatch · coverage".to_owned()),
+        ],
+        None,
+    )
+}
+
+/// A CloudWatch alarm of Glasswatch's own changed state, as SNS delivered
+/// it (the aggregator's queue is subscribed to the alarm topic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmNotice {
+    pub name: String,
+    /// `ALARM` or `OK`.
+    pub state: String,
+    pub reason: String,
+    pub description: String,
+    pub account: String,
+    pub region: String,
+}
+
+/// An alarm went off (high), or came back to `OK`.
+pub fn alarm_alert(ctx: &RenderContext, alarm: &AlarmNotice) -> SlackRequest {
+    let firing = alarm.state == "ALARM";
+    let name = code(&alarm.name, MAX_ID);
+    let text = if firing {
+        format!(
+            "HIGH: Glasswatch alarm {} is firing",
+            escape_inline(&alarm.name, MAX_ID)
+        )
+    } else {
+        format!(
+            "Recovered: Glasswatch alarm {} is OK",
+            escape_inline(&alarm.name, MAX_ID)
+        )
+    };
+    let title = if firing {
+        "Glasswatch alarm"
+    } else {
+        "Glasswatch alarm OK"
+    };
+    let header_block = if firing {
+        header(Severity::High, title)
+    } else {
+        json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": ":white_check_mark: RECOVERED · Glasswatch alarm OK", "emoji": true},
+        })
+    };
+    new_message(
+        ctx,
+        text,
+        vec![
+            header_block,
+            section(format!(
+                "{name} is {}: {}",
+                code(&alarm.state, MAX_EVENT_NAME),
+                escape_inline(&alarm.description, MAX_DIGEST_SUMMARY)
+            )),
+            fields(vec![
+                ("Account", account_label(ctx, &alarm.account)),
+                ("Region", code(&alarm.region, MAX_REGION)),
+                ("Reason", escape_inline(&alarm.reason, MAX_DIGEST_SUMMARY)),
+            ]),
+            context("Glasswatch · CloudWatch alarm".to_owned()),
         ],
         None,
     )
@@ -1223,6 +1364,7 @@ mod tests {
                         event_name: "<".repeat(5000),
                         region: "<".repeat(5000),
                         received_at: 0,
+                        held_back: 0,
                     },
                 )
                 .body(),

@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 pub enum Verdict {
     /// The sender is the account the record claims, and it is a member.
     Verified,
-    /// The envelope had no `account` (moto's SQS delivery omits it), so
-    /// the sender could not be checked; the claimed account is a member.
+    /// The envelope had no `account`, so the sender could not be checked.
+    /// EventBridge always sets it; a message without one did not come
+    /// through the central bus as an agent sent it, so it is not trusted.
+    /// (moto's SQS delivery omits it: the local pipeline puts it back.)
     Unverified,
     /// The sender is not the account the record claims.
     Spoofed { sender: String, claimed: String },
@@ -24,9 +26,10 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Whether the signal's events may join sessions.
+    /// Whether the signal's events may join sessions: only a verified
+    /// sender's.
     pub fn trusted(&self) -> bool {
-        matches!(self, Self::Verified | Self::Unverified)
+        matches!(self, Self::Verified)
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -94,5 +97,8 @@ mod tests {
             }
         );
         assert!(!verify(Some("444455556666"), "111122223333", member).trusted());
+        // No sender: never trusted, whatever the record claims.
+        assert!(!verify(None, "111122223333", member).trusted());
+        assert!(verify(Some("111122223333"), "111122223333", member).trusted());
     }
 }

@@ -17,6 +17,7 @@ macro_rules! snap {
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use glasswatch_core::notify::{SlackState, Step, next_step};
 use glasswatch_core::session::{Session, SessionEvent};
 use glasswatch_core::slack::{
     CoverageProblem, RenderContext, SlackMode, SlackRequest, SpoofedSignal, coverage_alert,
@@ -336,6 +337,7 @@ fn spoofed_signal_alerts() {
         event_name: "ConsoleLogin".to_owned(),
         region: "us-east-1".to_owned(),
         received_at: T0,
+        held_back: 0,
     };
     let request = spoofed_signal(&ctx(SlackMode::Bot), &signal);
     assert_eq!(
@@ -465,6 +467,7 @@ fn attacker_strings_never_reach_slack_unescaped() {
                     event_name: "<https://evil|click>".to_owned(),
                     region: "<!channel>".to_owned(),
                     received_at: T0,
+                    held_back: 0,
                 },
             ),
             true,
@@ -507,4 +510,74 @@ fn attacker_strings_never_reach_slack_unescaped() {
         link.contains("#/events/%3Chttps%3A%2F%2Fevil%7Cclick%3E|Open the first event"),
         "{link}"
     );
+}
+
+/// A bot root posted to a channel by name (`#break-glass`) must be
+/// updated in the channel id Slack answered with: `chat.update` refuses
+/// names.
+#[test]
+fn root_updates_go_to_the_channel_id_of_the_root_post() {
+    let mut c = ctx(SlackMode::Bot);
+    c.channel = "#break-glass".to_owned();
+    let s = session();
+    let state = SlackState {
+        root_ts: Some(ROOT_TS.to_owned()),
+        root_channel: Some("C0ROOTPOST".to_owned()),
+        notified_count: 1,
+        ..SlackState::default()
+    };
+    let Step::Follow { digest, update } =
+        next_step(&c, &s, &state, &[activity(1), hop()], T0, true)
+    else {
+        panic!("expected a digest and an update");
+    };
+    let digest = digest.unwrap();
+    assert_eq!(digest.body().thread_ts.as_deref(), Some(ROOT_TS));
+    let update = update.unwrap();
+    assert_eq!(update.body().channel.as_deref(), Some("C0ROOTPOST"));
+    assert_eq!(update.body().ts.as_deref(), Some(ROOT_TS));
+
+    // The digest went out but the update failed: only the update is owed,
+    // and the digest is never posted again.
+    let stale = SlackState {
+        notified_count: s.event_count,
+        root_stale: true,
+        ..state.clone()
+    };
+    assert_eq!(
+        next_step(&c, &s, &stale, &[], T0, true),
+        Step::Follow {
+            digest: None,
+            update: Some(update)
+        }
+    );
+    let fresh = SlackState {
+        root_stale: false,
+        ..stale
+    };
+    assert_eq!(next_step(&c, &s, &fresh, &[], T0, true), Step::Nothing);
+}
+
+/// A store keeps a bounded list of deferred events; the digest still
+/// counts every event it covers.
+#[test]
+fn digest_counts_events_beyond_those_listed() {
+    let events = burst(3);
+    let mut s = base_session();
+    for i in 2..60 {
+        s = s.with_event(&activity(i));
+    }
+    let state = SlackState {
+        root_ts: Some(ROOT_TS.to_owned()),
+        notified_count: 2,
+        ..SlackState::default()
+    };
+    let Step::Follow { digest, .. } =
+        next_step(&ctx(SlackMode::Bot), &s, &state, &events, T0, true)
+    else {
+        panic!("expected a digest");
+    };
+    let text = json_line(&digest.unwrap());
+    assert!(text.contains("*58 new events*"), "{text}");
+    assert!(text.contains("more (58 total)"), "{text}");
 }

@@ -22,6 +22,8 @@
 //! - [`org`]: a fresh organization in moto: five accounts in an OU tree;
 //! - [`chaos`]: a fault-injecting HTTP proxy;
 //! - [`slack`]: a recording Slack stand-in (bot mode);
+//! - [`usage`]: what a DynamoDB client did (requests, items written and
+//!   read), counted by an SDK interceptor;
 //! - [`pipeline`]: agents → central bus → SQS → aggregator, with the
 //!   retries AWS makes, in process or with the real binaries;
 //! - [`scenario`]: the scripted break-glass incident and what it must
@@ -35,6 +37,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod scenario;
 pub mod slack;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -306,13 +309,25 @@ pub fn fixtures() -> Vec<Fixture> {
 /// # Panics
 /// When that file is unreadable or invalid: it is part of the repo.
 pub fn watch_list() -> WatchList {
+    repo_config()
+        .watch_list()
+        .unwrap_or_else(|e| panic!("glasswatch.toml: {e:?}"))
+}
+
+/// The repository's watch list as the Lambdas get it (`GLASSWATCH_WATCH`).
+///
+/// # Panics
+/// As [`watch_list`].
+pub fn watch_json() -> String {
+    let config = repo_config();
+    config.watch.to_env_json(&config.deploy.name_prefix)
+}
+
+fn repo_config() -> Config {
     let path = workspace_root().join("glasswatch.toml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    Config::parse(&text, "glasswatch.toml")
-        .unwrap_or_else(|e| panic!("glasswatch.toml: {e}"))
-        .watch_list()
-        .unwrap_or_else(|e| panic!("glasswatch.toml: {e:?}"))
+    Config::parse(&text, "glasswatch.toml").unwrap_or_else(|e| panic!("glasswatch.toml: {e}"))
 }
 
 /// The envelope an agent puts on the central bus for a CloudTrail

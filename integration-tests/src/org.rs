@@ -256,10 +256,6 @@ impl Org {
                 ),
             ),
             (
-                "channel = \"#break-glass\"",
-                format!("channel = \"{}\"", crate::slack::CHANNEL_ID),
-            ),
-            (
                 "lambda_architecture = \"arm64\"",
                 "lambda_architecture = \"x86_64\"".to_owned(),
             ),

@@ -65,7 +65,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::chaos::{ChaosProxy, Profile};
 use crate::lambda::{RunningFunction, built_binary};
 use crate::org::Org;
-use crate::slack::{CHANNEL_ID, SlackStandIn};
+use crate::slack::{CHANNEL_ID, CHANNEL_NAME, SlackStandIn};
 use crate::{account_credentials, config_with, moto_endpoint, signal_bus, unique, workspace_root};
 
 /// How the pipeline behaves; [`Options::default`] is AWS-like with no
@@ -503,7 +503,11 @@ impl Pipeline {
                 ),
                 ("GLASSWATCH_TABLE".to_owned(), table.clone()),
                 ("GLASSWATCH_SLACK_MODE".to_owned(), "bot".to_owned()),
-                ("GLASSWATCH_SLACK_CHANNEL".to_owned(), CHANNEL_ID.to_owned()),
+                (
+                    "GLASSWATCH_SLACK_CHANNEL".to_owned(),
+                    CHANNEL_NAME.to_owned(),
+                ),
+                ("GLASSWATCH_WATCH".to_owned(), watch_json.clone()),
                 ("GLASSWATCH_SLACK_SECRET_ARN".to_owned(), secret_arn),
                 ("GLASSWATCH_SLACK_API_URL".to_owned(), slack_api),
                 ("GLASSWATCH_LOG".to_owned(), "info".to_owned()),
@@ -512,11 +516,13 @@ impl Pipeline {
             AggregatorRunner::Binary(RunningFunction::start("aggregator", &binary, &env)?)
         } else {
             let table = table.clone();
+            let watch_json = watch_json.clone();
             let lookup = move |name: &str| -> Option<String> {
                 Some(match name {
                     "GLASSWATCH_TABLE" => table.clone(),
+                    "GLASSWATCH_WATCH" => watch_json.clone(),
                     "GLASSWATCH_SLACK_MODE" => "bot".to_owned(),
-                    "GLASSWATCH_SLACK_CHANNEL" => CHANNEL_ID.to_owned(),
+                    "GLASSWATCH_SLACK_CHANNEL" => CHANNEL_NAME.to_owned(),
                     "GLASSWATCH_SLACK_SECRET_ARN" => "in-process".to_owned(),
                     "GLASSWATCH_SLACK_API_URL" => slack_api.clone(),
                     _ => return None,
@@ -619,6 +625,7 @@ impl Pipeline {
                 config,
                 events: aws_sdk_eventbridge::Client::new(&proxied),
                 cloudtrail: aws_sdk_cloudtrail::Client::new(&proxied),
+                sqs: aws_sdk_sqs::Client::new(&proxied),
             })
         };
         let runner = Arc::new(runner);

@@ -1,8 +1,11 @@
 //! A local Slack stand-in (wiremock) for bot mode: `chat.postMessage`
-//! answers a fresh `ts` for every post, `chat.update` answers the `ts` it
-//! updated, and every call is recorded in arrival order with the `ts` it
-//! got, so tests (and the demo) can rebuild the channel: root messages,
-//! their threads, and what each root shows after its last update.
+//! answers a fresh `ts` for every post (to the channel by name or by id,
+//! answering with the id, as Slack does), `chat.update` answers the `ts`
+//! it updated and, like Slack, refuses a channel name (`channel_not_found`:
+//! it needs the id the post answered with), and every call is recorded in
+//! arrival order with the `ts` it got, so tests (and the demo) can rebuild
+//! the channel: root messages, their threads, and what each root shows
+//! after its last update.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +17,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The channel id the stand-in answers with.
 pub const CHANNEL_ID: &str = "C0GLASSWATCH";
+/// The channel's name, as `glasswatch.example.toml` writes it.
+pub const CHANNEL_NAME: &str = "#break-glass";
 
 /// One Web API call Slack accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +68,19 @@ impl Respond for Recorder {
                 .set_body_json(json!({"ok": false, "error": "invalid_json"}));
         };
         let ts = match method.as_str() {
+            "chat.postMessage"
+                if !matches!(
+                    body.get("channel").and_then(Value::as_str),
+                    Some(CHANNEL_ID | CHANNEL_NAME)
+                ) =>
+            {
+                return ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": false, "error": "channel_not_found"}));
+            }
+            "chat.update" if body.get("channel").and_then(Value::as_str) != Some(CHANNEL_ID) => {
+                return ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": false, "error": "channel_not_found"}));
+            }
             "chat.postMessage" => {
                 let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
                 format!("1800000000.{n:06}")

@@ -111,6 +111,8 @@ mod tests {
             trail,
             agent_version: "0.1.0".into(),
             alerted: Health::Healthy,
+            dead_letters: 0,
+            reported: true,
         }
     }
 

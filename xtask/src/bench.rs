@@ -466,6 +466,12 @@ fn load_watch_list() -> Result<(Config, WatchList)> {
     Ok((config, watch))
 }
 
+/// The repository's watch list as the Lambdas get it (`GLASSWATCH_WATCH`).
+fn watch_env_json() -> Result<String> {
+    let (config, _) = load_watch_list()?;
+    Ok(config.watch.to_env_json(&config.deploy.name_prefix))
+}
+
 /// What the agent part measured.
 struct AgentPart {
     figures: Vec<Figure>,

@@ -19,22 +19,17 @@
 //! activity it explains, a `sourceIdentity` across accounts), delivered
 //! slightly out of order and about 5% of them twice.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_sdk_dynamodb::config::Credentials;
 use glasswatch_aggregator::accounts::Accounts;
 use glasswatch_aggregator::config::AggregatorConfig;
 use glasswatch_aggregator::handler::Aggregator;
@@ -848,124 +843,7 @@ pub fn correlation_figures(binary: &Path, events: u32) -> Result<(Vec<Figure>, C
 // DynamoDB requests per event
 // ----------------------------------------------------------------------
 
-/// What a DynamoDB operation does to the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Write,
-    Read,
-    /// Table management and the like.
-    Other,
-}
-
-/// Classify a DynamoDB operation by name.
-pub fn access(operation: &str) -> Access {
-    match operation {
-        "PutItem" | "UpdateItem" | "DeleteItem" | "TransactWriteItems" | "BatchWriteItem" => {
-            Access::Write
-        }
-        "GetItem" | "Query" | "Scan" | "BatchGetItem" | "TransactGetItems" => Access::Read,
-        _ => Access::Other,
-    }
-}
-
-/// Requests per operation and the items they wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub requests: BTreeMap<String, u64>,
-    /// Items written: one per single-item write, every item of a
-    /// transaction or batch.
-    pub items_written: u64,
-}
-
-impl Counts {
-    pub fn record(&mut self, operation: &str, items: u64) {
-        *self.requests.entry(operation.to_owned()).or_default() += 1;
-        if access(operation) == Access::Write {
-            self.items_written += items;
-        }
-    }
-
-    fn total(&self, kind: Access) -> u64 {
-        self.requests
-            .iter()
-            .filter(|(op, _)| access(op) == kind)
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    pub fn writes(&self) -> u64 {
-        self.total(Access::Write)
-    }
-
-    pub fn reads(&self) -> u64 {
-        self.total(Access::Read)
-    }
-
-    /// What happened between `earlier` and `self`.
-    pub fn since(&self, earlier: &Self) -> Self {
-        Self {
-            requests: self
-                .requests
-                .iter()
-                .map(|(op, n)| {
-                    let before = earlier.requests.get(op).copied().unwrap_or(0);
-                    (op.clone(), n.saturating_sub(before))
-                })
-                .filter(|(_, n)| *n > 0)
-                .collect(),
-            items_written: self.items_written.saturating_sub(earlier.items_written),
-        }
-    }
-}
-
-/// An SDK interceptor counting every DynamoDB request a client makes
-/// (each execution once, whatever its retries), by the operation name the
-/// SDK puts in the config bag (`Metadata`).
-#[derive(Debug, Clone, Default)]
-pub struct CountRequests(Arc<Mutex<Counts>>);
-
-impl CountRequests {
-    pub fn snapshot(&self) -> Counts {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl Intercept for CountRequests {
-    fn name(&self) -> &'static str {
-        "CountRequests"
-    }
-
-    // Not `read_before_execution`: a client's interceptors run that before
-    // the operation's configuration, `Metadata` included, is in the bag.
-    fn read_before_serialization(
-        &self,
-        context: &BeforeSerializationInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let operation = cfg
-            .load::<Metadata>()
-            .map_or("unknown", Metadata::name)
-            .to_owned();
-        let input = context.input();
-        let items = if let Some(t) = input.downcast_ref::<TransactWriteItemsInput>() {
-            t.transact_items().len()
-        } else if let Some(b) = input.downcast_ref::<BatchWriteItemInput>() {
-            b.request_items()
-                .map_or(0, |tables| tables.values().map(Vec::len).sum())
-        } else {
-            1
-        };
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(&operation, items as u64);
-        Ok(())
-    }
-}
+pub use test_support::usage::{CountRequests, Counts};
 
 /// What the DynamoDB scenario measured, all rounds together.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -1154,8 +1032,10 @@ async fn dynamodb_round(endpoint: &str, watch: &WatchList, round: usize) -> Resu
 
     let slack_requests = Arc::new(AtomicUsize::new(0));
     let slack = slack_stub(Arc::clone(&slack_requests))?;
+    let watch_json = super::watch_env_json()?;
     let config = AggregatorConfig::from_lookup(|name| {
         let value = match name {
+            "GLASSWATCH_WATCH" => watch_json.as_str(),
             "GLASSWATCH_TABLE" => table,
             "GLASSWATCH_SLACK_MODE" => "bot",
             "GLASSWATCH_SLACK_CHANNEL" => "C0GLASS",
@@ -1187,7 +1067,7 @@ async fn dynamodb_round(endpoint: &str, watch: &WatchList, round: usize) -> Resu
             aws_sdk_organizations::Client::new(&aws),
             config.accounts_ttl,
         ),
-        slack: slack_client,
+        slack: slack_client.into(),
         config,
     };
 
@@ -1310,6 +1190,11 @@ fn sqs_batch(n: usize, deliveries: &[Delivery], envelopes: &[String]) -> SqsEven
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use aws_sdk_dynamodb::config::Credentials;
+    use test_support::usage::{Access, access};
+
     use super::*;
 
     fn small(seed: u64) -> Spec {

@@ -156,6 +156,7 @@ struct Payload {
 pub fn figures(invocations: u32) -> Result<(Vec<Figure>, LambdaReport)> {
     let built = build_lambda(AGGREGATOR_BIN)?;
     let (_, watch) = load_watch_list()?;
+    let watch_json = super::watch_env_json()?;
     let venv = python::ensure()?;
     let moto = test_support::moto::PrivateMoto::start_with(&venv.bin("python"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -197,6 +198,7 @@ pub fn figures(invocations: u32) -> Result<(Vec<Figure>, LambdaReport)> {
             &logs,
             &[
                 ("GLASSWATCH_TABLE", TABLE),
+                ("GLASSWATCH_WATCH", &watch_json),
                 ("GLASSWATCH_SLACK_MODE", "bot"),
                 ("GLASSWATCH_SLACK_SECRET_ARN", &secret_arn),
                 ("GLASSWATCH_SLACK_CHANNEL", "C0GLASS"),
@@ -398,6 +400,7 @@ fn heartbeat(n: usize, accounts: &[String]) -> Result<String> {
         sent_at: sent_at.clone(),
         trail: TrailStatus::Logging,
         trails: vec!["organization-trail".to_owned()],
+        dead_letters: Some(0),
     })
     .context("cannot encode a heartbeat")?;
     Ok(bus_envelope(

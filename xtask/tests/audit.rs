@@ -364,6 +364,8 @@ async fn seed(
         retention_days: 2555,
         heartbeat_secs: 900,
         accounts_ttl: Duration::from_secs(300),
+        watch: watch_list(),
+        regions: Vec::new(),
     };
     let client = SlackClient::bot_with_api_base("xoxb-test", &format!("{}/api/", slack.uri()))
         .unwrap()

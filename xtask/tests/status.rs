@@ -131,7 +131,14 @@ async fn status_lists_every_account_and_region_and_exits_1_on_a_gap() -> Result<
             row["region"].as_str().unwrap_or_default(),
         );
         store
-            .record_heartbeat(account, region, TrailStatus::Logging, "0.1.0", now)
+            .record_heartbeat(&glasswatch_aggregator::store::coverage::Beat {
+                account,
+                region,
+                trail: TrailStatus::Logging,
+                agent_version: "0.1.0",
+                dead_letters: Some(0),
+                at: now,
+            })
             .await?;
     }
     let (code, rows) = run_status(&config_path, &env)?;
