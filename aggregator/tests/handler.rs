@@ -535,3 +535,394 @@ async fn follow_ups_deferred_by_the_digest_interval_are_listed_in_the_thread_by_
     assert!(text.contains("2 new events"), "{text}");
     assert!(agg.store.pending().await.unwrap().is_empty());
 }
+
+/// Posts Slack received whose text contains `needle`.
+async fn posts_with(slack: &MockServer, needle: &str) -> Vec<Value> {
+    requests(slack, "/api/chat.postMessage")
+        .await
+        .into_iter()
+        .filter(|b| b.to_string().contains(needle))
+        .collect()
+}
+
+/// The documented example configures a channel by name. `chat.update`
+/// needs the id the root post answered with: sent with the name, it
+/// fails, and the digest before it must not be posted again and again.
+#[tokio::test]
+async fn a_channel_given_by_name_gets_one_digest_and_updates_by_id() {
+    let bed = bed_in(200, "#break-glass").await;
+    let member = bed.member.clone();
+    let agg = &bed.aggregator;
+    let first = envelope(&activity(&member, 300), Some(&member));
+    agg.handle_batch(&batch(&[first]), NOW, deadline()).await;
+    let later = envelope(&activity(&member, 301), Some(&member));
+    agg.handle_batch(&batch(&[later]), NOW + 120, deadline()).await;
+    for minute in 3..6 {
+        agg.tick(NOW + minute * 60, deadline()).await.unwrap();
+    }
+    let digests: Vec<Value> = requests(&bed.slack, "/api/chat.postMessage")
+        .await
+        .into_iter()
+        .filter(|b| b.get("thread_ts").is_some())
+        .collect();
+    assert_eq!(digests.len(), 1, "one digest, never re-posted: {digests:#?}");
+    let updates = requests(&bed.slack, "/api/chat.update").await;
+    assert!(!updates.is_empty());
+    assert!(updates.iter().all(|u| u["channel"] == "C0GLASS"), "{updates:#?}");
+    assert!(agg.store.pending().await.unwrap().is_empty());
+}
+
+/// A session far busier than the digest interval: what waits for the
+/// next digest stays a bounded list, and the digest still counts all.
+#[tokio::test]
+async fn the_pending_digest_list_is_capped_and_the_digest_counts_everything() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let agg = &bed.aggregator;
+    agg.handle_batch(&batch(&[envelope(&activity(&member, 1000), Some(&member))]), NOW, deadline())
+        .await;
+    let bodies: Vec<String> = (1001..1151)
+        .map(|n| envelope(&activity(&member, n), Some(&member)))
+        .collect();
+    for chunk in bodies.chunks(10) {
+        let response = agg.handle_batch(&batch(chunk), NOW + 5, deadline()).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let aws = sdk_config("eu-west-1").await;
+    let pending = aws_sdk_dynamodb::Client::new(&aws)
+        .query()
+        .table_name(agg.store.table())
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("PENDING".into()))
+        .send()
+        .await
+        .unwrap();
+    let listed = pending.items()[0]["events"].as_ss().unwrap().len();
+    assert!(listed <= glasswatch_aggregator::store::slack_state::MAX_DEFERRED + 10, "{listed} ids kept");
+    agg.tick(NOW + 10, deadline()).await.unwrap();
+    let digest = posts_with(&bed.slack, "150 new events").await;
+    assert_eq!(digest.len(), 1);
+}
+
+/// One failing Slack post must not starve the rest of the tick.
+#[tokio::test]
+async fn a_failing_item_does_not_stop_the_tick() {
+    let bed = bed(200).await;
+    let (a, b) = if bed.member < bed.other_member {
+        (bed.member.clone(), bed.other_member.clone())
+    } else {
+        (bed.other_member.clone(), bed.member.clone())
+    };
+    let agg = &bed.aggregator;
+    // Two silent agents; Slack refuses the alert for the first.
+    let beats = [
+        heartbeat_envelope(&a, "ap-south-1", "2026-10-14T15:00:00Z", "logging"),
+        heartbeat_envelope(&b, "ap-south-1", "2026-10-14T15:00:00Z", "logging"),
+    ];
+    agg.handle_batch(&batch(&beats), NOW, deadline()).await;
+    // And a session whose root message is still to be posted.
+    let pending_body = envelope(&activity(&b, 500), Some(&b));
+    bed.slack.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&bed.slack)
+        .await;
+    agg.handle_batch(&batch(&[pending_body]), NOW, deadline()).await;
+    bed.slack.reset().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_string_contains(a.as_str()))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&bed.slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "ts": "1791990003.000100", "channel": "C0GLASS"})),
+        )
+        .mount(&bed.slack)
+        .await;
+    let result = agg.tick(NOW + 16 * 60, deadline()).await;
+    assert!(result.is_err(), "a failed item is reported: {result:?}");
+    let silent_b = posts_with(&bed.slack, &b).await;
+    assert!(
+        silent_b.iter().any(|p| p.to_string().contains("ap-south-1")),
+        "the other agent's silence is alerted"
+    );
+    assert!(
+        silent_b.iter().any(|p| p.to_string().contains("ListUsers") || p.to_string().contains("BreakGlassRole")),
+        "the pending session is posted"
+    );
+}
+
+/// Organizations down: events are still stored. A container that never
+/// read the account list relies on the bus policy; one that did (or the
+/// list kept in the table) still refuses accounts outside it.
+#[tokio::test]
+async fn events_are_stored_whatever_organizations_does() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let aws = sdk_config("eu-west-1").await;
+    let dead = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("t", "t", None, None, "t"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let down = |agg: &Aggregator| Aggregator {
+        config: agg.config.clone(),
+        store: agg.store.clone(),
+        slack: SlackClient::bot_with_api_base("xoxb-test", &format!("{}/api/", bed.slack.uri()))
+            .unwrap()
+            .with_max_attempts(1)
+            .into(),
+        accounts: glasswatch_aggregator::accounts::Accounts::new(
+            aws_sdk_organizations::Client::new(&dead),
+            Duration::from_secs(300),
+        ),
+    };
+    // Never a list: stored all the same.
+    let cold = down(&bed.aggregator);
+    let body = envelope(&activity(&member, 600), Some(&member));
+    let response = cold.handle_batch(&batch(&[body]), NOW, deadline()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(cold.store.session_of_event("00000000-0000-4000-8000-000000000600").await.unwrap().is_some());
+    // A list was read once (and kept in the table): a new container with
+    // Organizations down uses it.
+    bed.aggregator.handle_batch(&batch(&[envelope(&activity(&member, 601), Some(&member))]), NOW, deadline()).await;
+    let warm = down(&bed.aggregator);
+    let stranger = envelope(&activity("999988887777", 602), Some("999988887777"));
+    let known = envelope(&activity(&member, 603), Some(&member));
+    let response = warm.handle_batch(&batch(&[stranger, known]), NOW, deadline()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(warm.store.session_of_event("00000000-0000-4000-8000-000000000603").await.unwrap().is_some());
+    assert!(
+        warm.store.session_of_event("00000000-0000-4000-8000-000000000602").await.unwrap().is_none(),
+        "an account outside the kept list is still refused"
+    );
+    let _ = aws;
+}
+
+/// The Slack credential is read when the first message needs it: a
+/// missing secret at start stops nothing from being stored, and a token
+/// Slack refuses is read again.
+#[tokio::test]
+async fn the_slack_secret_is_read_when_needed_and_again_after_invalid_auth() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let aws = sdk_config("eu-west-1").await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let name = unique("glasswatch/slack-lazy");
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::header("authorization", "Bearer xoxb-new"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "ts": "1791990009.000100", "channel": "C0GLASS"})),
+        )
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "invalid_auth"})),
+        )
+        .mount(&slack)
+        .await;
+    let mut config = bed.aggregator.config.clone();
+    config.slack_secret_arn = name.clone();
+    config.slack_api_url = format!("{}/api/", slack.uri());
+    let agg = Aggregator::new(
+        config.clone(),
+        &aws,
+        glasswatch_aggregator::notifier::Slack::from_secret(&config, secrets.clone()),
+    );
+    // No secret yet: the event is stored, the message pending.
+    let body = envelope(&activity(&member, 700), Some(&member));
+    let response = agg.handle_batch(&batch(&[body]), NOW, deadline()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let session = agg.store.session_of_event("00000000-0000-4000-8000-000000000700").await.unwrap().unwrap();
+    assert!(agg.store.pending().await.unwrap().contains(&session));
+    // The secret appears with a token Slack no longer takes, then is
+    // rotated: the refusal makes the sender read it again.
+    secrets.create_secret().name(&name).secret_string("xoxb-old").send().await.unwrap();
+    let _ = agg.tick(NOW + 60, deadline()).await;
+    secrets.put_secret_value().secret_id(&name).secret_string("xoxb-new").send().await.unwrap();
+    agg.tick(NOW + 120, deadline()).await.unwrap();
+    let item = agg.store.session(&session).await.unwrap().unwrap();
+    assert_eq!(item.root_ts.as_deref(), Some("1791990009.000100"));
+}
+
+/// Forgery: heartbeats only from their own account and for targeted
+/// regions; one spoofing alert per sender per window, with a count of
+/// those held back; correlation keys from the record, not the message.
+#[tokio::test]
+async fn forged_heartbeats_are_refused_and_spoof_alerts_are_rate_limited() {
+    let bed = bed(200).await;
+    let (member, other) = (bed.member.clone(), bed.other_member.clone());
+    let mut config = bed.aggregator.config.clone();
+    config.regions = vec!["us-east-1".into(), "eu-west-1".into()];
+    let aws = sdk_config("eu-west-1").await;
+    let client = SlackClient::bot_with_api_base("xoxb-test", &format!("{}/api/", bed.slack.uri()))
+        .unwrap()
+        .with_max_attempts(1);
+    let agg = Aggregator::new(config, &aws, client);
+    let beat = |account: &str, region: &str| {
+        heartbeat_envelope(account, region, "2026-10-14T15:00:00Z", "logging")
+    };
+    let mut unsent: Value = serde_json::from_str(&beat(&member, "eu-west-1")).unwrap();
+    unsent.as_object_mut().unwrap().remove("account");
+    let response = agg
+        .handle_batch(
+            &batch(&[beat(&member, "ap-south-1"), unsent.to_string(), beat(&member, "eu-west-1")]),
+            NOW,
+            deadline(),
+        )
+        .await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["m0", "m1"], "an untargeted region and a heartbeat with no sender are refused");
+
+    // Forged signals by the dozen: one alert now, one a window later that
+    // says how many were held back. All are kept as evidence.
+    let forged: Vec<String> = (800..812)
+        .map(|n| envelope(&activity(&member, n), Some(&other)))
+        .collect();
+    agg.handle_batch(&batch(&forged[..6]), NOW, deadline()).await;
+    agg.handle_batch(&batch(&forged[6..]), NOW + 60, deadline()).await;
+    assert_eq!(posts_with(&bed.slack, "Spoofed signal").await.len(), 1);
+    let later = envelope(&activity(&member, 812), Some(&other));
+    agg.handle_batch(&batch(&[later]), NOW + 700, deadline()).await;
+    let alerts = posts_with(&bed.slack, "Spoofed signal").await;
+    assert_eq!(alerts.len(), 2);
+    assert!(alerts[1].to_string().contains("11 more from this sender"), "{}", alerts[1]);
+}
+
+/// A signal whose detections carry another session's keys cannot join
+/// that session: the keys come from the record.
+#[tokio::test]
+async fn correlation_keys_come_from_the_record_not_the_message() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let agg = &bed.aggregator;
+    agg.handle_batch(&batch(&[envelope(&activity(&member, 900), Some(&member))]), NOW, deadline())
+        .await;
+    let victim = agg.store.session_of_event("00000000-0000-4000-8000-000000000900").await.unwrap().unwrap();
+    // Another session's event, its detections claiming the first's key.
+    let record = activity_as(&member, 901, "someone-else", "ASIAOTHERSESSION0001");
+    let mut signal: Value = serde_json::from_str(&envelope(&record, Some(&member))).unwrap();
+    for d in signal["detail"]["detections"].as_array_mut().unwrap() {
+        d["keys"] = json!([{"kind": "access_key", "value": "ASIAW2LM9BGRSESSN8C4"}]);
+    }
+    agg.handle_batch(&batch(&[signal.to_string()]), NOW, deadline()).await;
+    let joined = agg.store.session_of_event("00000000-0000-4000-8000-000000000901").await.unwrap().unwrap();
+    assert_ne!(joined, victim);
+}
+
+/// Tamper rules send CloudTrail events to the central bus directly, so
+/// an agent that was stopped (concurrency 0) or rewritten cannot hide its
+/// own tampering: the aggregator classifies them itself.
+#[tokio::test]
+async fn tamper_events_that_reach_the_bus_without_an_agent_are_classified_and_alerted() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let event = json!({
+        "version": "0", "id": "6a7e1d2c-0000-4000-8000-000000000001",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.lambda",
+        "account": member, "time": "2026-10-14T15:00:00Z", "region": "eu-west-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{member}:assumed-role/Admin/mallory"), "accountId": member,
+                "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{member}:role/Admin"), "userName": "Admin"}}},
+            "eventTime": "2026-10-14T15:00:00Z", "eventSource": "lambda.amazonaws.com",
+            "eventName": "PutFunctionConcurrency20171031", "awsRegion": "eu-west-1",
+            "sourceIPAddress": "203.0.113.99", "userAgent": "aws-cli/2.31.18",
+            "requestParameters": {"functionName": "glasswatch-agent", "reservedConcurrentExecutions": 0},
+            "responseElements": {"reservedConcurrentExecutions": 0},
+            "eventID": "00000000-0000-4000-8000-000000000950", "readOnly": false,
+            "eventType": "AwsApiCall", "recipientAccountId": member
+        }
+    });
+    let noise = json!({
+        "version": "0", "id": "6a7e1d2c-0000-4000-8000-000000000002",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.lambda",
+        "account": member, "time": "2026-10-14T15:00:00Z", "region": "eu-west-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.09", "userIdentity": {"type": "AssumedRole", "accountId": member},
+            "eventTime": "2026-10-14T15:00:00Z", "eventSource": "lambda.amazonaws.com",
+            "eventName": "PutFunctionConcurrency20171031", "awsRegion": "eu-west-1",
+            "requestParameters": {"functionName": "payments-api"},
+            "eventID": "00000000-0000-4000-8000-000000000951", "eventType": "AwsApiCall",
+            "recipientAccountId": member
+        }
+    });
+    let agg = &bed.aggregator;
+    let response = agg
+        .handle_batch(&batch(&[event.to_string(), noise.to_string()]), NOW, deadline())
+        .await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(agg.store.session_of_event("00000000-0000-4000-8000-000000000950").await.unwrap().is_some());
+    assert!(agg.store.session_of_event("00000000-0000-4000-8000-000000000951").await.unwrap().is_none());
+    let roots = posts_with(&bed.slack, "PutFunctionConcurrency").await;
+    assert_eq!(roots.len(), 1, "{roots:#?}");
+}
+
+/// Glasswatch's own alarms reach Slack through the queue (SNS), once per
+/// notification however often it is delivered.
+#[tokio::test]
+async fn alarm_notifications_are_posted_once() {
+    let bed = bed(200).await;
+    let alarm = json!({
+        "AlarmName": "glasswatch-signals-dead-lettered",
+        "AlarmDescription": "Signals reached the dead-letter queue; they were not stored.",
+        "AWSAccountId": "310987654321", "Region": "EU (Ireland)",
+        "NewStateValue": "ALARM", "NewStateReason": "Threshold Crossed: 1 datapoint [3.0] was greater than the threshold (0.0).",
+        "StateChangeTime": "2026-10-14T15:00:00.000+0000"
+    });
+    let notification = json!({
+        "Type": "Notification", "MessageId": unique("sns"),
+        "TopicArn": "arn:aws:sns:eu-west-1:310987654321:glasswatch-alarms",
+        "Subject": "ALARM", "Message": alarm.to_string(), "Timestamp": "2026-10-14T15:00:01.000Z"
+    })
+    .to_string();
+    let agg = &bed.aggregator;
+    let response = agg
+        .handle_batch(&batch(&[notification.clone(), notification]), NOW, deadline())
+        .await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let posted = posts_with(&bed.slack, "glasswatch-signals-dead-lettered").await;
+    assert_eq!(posted.len(), 1, "{posted:#?}");
+}
+
+/// Every account × region deploy targeted is expected to report, so an
+/// agent that never came up alerts as well as one that went silent.
+#[tokio::test]
+async fn targeted_cells_that_never_report_are_alerted() {
+    let bed = bed(200).await;
+    let member = bed.member.clone();
+    let agg = &bed.aggregator;
+    agg.store
+        .save_targets(
+            &glasswatch_aggregator::store::coverage::Targets {
+                accounts: vec![member.clone()],
+                regions: vec!["us-east-1".into(), "ap-south-1".into()],
+                whole_organization: false,
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    agg.handle_batch(
+        &batch(&[heartbeat_envelope(&member, "ap-south-1", "2026-10-14T15:00:00Z", "logging")]),
+        NOW,
+        deadline(),
+    )
+    .await;
+    agg.tick(NOW, deadline()).await.unwrap();
+    for minute in [5, 10, 14] {
+        let beat = heartbeat_envelope(&member, "ap-south-1", &format!("2026-10-14T15:{minute:02}:00Z"), "logging");
+        agg.handle_batch(&batch(&[beat]), NOW + minute * 60, deadline()).await;
+    }
+    agg.tick(NOW + 15 * 60, deadline()).await.unwrap();
+    let never = posts_with(&bed.slack, "never").await;
+    assert_eq!(never.len(), 1, "{never:#?}");
+    assert!(never[0].to_string().contains("us-east-1"));
+}

@@ -6,8 +6,10 @@
 //! moto 5 keeps every model instance it ever made for its dashboard, and
 //! its `TransactWriteItems` deep-copies the whole table once per item of
 //! every transaction; together, memory grows with the square of the
-//! writes (gigabytes for a few hundred ingests). This server runs with
-//! that dashboard tracking off; AWS behaviour is unchanged.
+//! writes (gigabytes for a few hundred ingests), and a failed transaction
+//! restores a copy that wipes other requests' writes. This server runs
+//! with the tracking off and a journal of the touched items instead of
+//! table copies (`moto_launch.py`); AWS behaviour is unchanged.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,17 +18,9 @@ use anyhow::{Context, Result};
 
 use crate::lambda::{free_port, log_file, python_tool, wait_until_listening};
 
-/// Start moto's server with instance tracking off: `BaseModel.__new__`
-/// without the append to `instances_tracked`.
-const LAUNCH: &str = "\
-import sys
-import moto.core.common_models as models
-def untracked(cls, *args, **kwargs):
-    return super(models.BaseModel, cls).__new__(cls)
-models.BaseModel.__new__ = staticmethod(untracked)
-from moto.server import main
-main(sys.argv[1:])
-";
+/// Start moto's server without its two emulation costs (see the script:
+/// dashboard tracking, and whole-table copies in transactions).
+const LAUNCH: &str = include_str!("moto_launch.py");
 
 /// A moto server on a free loopback port.
 #[derive(Debug)]

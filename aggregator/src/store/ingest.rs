@@ -197,18 +197,14 @@ impl Store {
         evidence: &Evidence<'_>,
     ) -> Result<Ingested, StoreError> {
         for attempt in 1..=MAX_ATTEMPTS {
-            if self.written_session(&event.event_id).await?.is_some() {
-                let settled = self.settle(event).await?;
-                let session_id = self
-                    .session_of_event(&event.event_id)
-                    .await?
-                    .unwrap_or_default();
+            if let Some(written) = self.written_session(&event.event_id).await? {
+                let (session_id, settled) = self.settle(event, &written).await?;
                 return Ok(Ingested {
                     ingest: Ingest::Duplicate { session_id },
                     settled,
                 });
             }
-            let live = self.linked_live(event, false).await?;
+            let live = self.linked_live(event, None).await?;
             let sessions: Vec<Session> = live.values().map(|i| i.session.clone()).collect();
             let planned = plan(event, &sessions);
             let items = self.event_transaction(event, evidence, &planned, &live)?;
@@ -217,11 +213,8 @@ impl Store {
                     if needs_reindex(&planned) {
                         self.reindex(&planned.session.session_id).await?;
                     }
-                    let settled = self.settle(event).await?;
-                    let session_id = self
-                        .session_of_event(&event.event_id)
-                        .await?
-                        .unwrap_or_else(|| planned.session.session_id.clone());
+                    let (session_id, settled) =
+                        self.settle(event, &planned.session.session_id).await?;
                     return Ok(Ingested {
                         ingest: Ingest::Stored {
                             session_id,
@@ -314,20 +307,18 @@ impl Store {
     }
 
     /// The live sessions the event links to through its keys' nearest
-    /// uses; with `own`, the session the event itself is in, too.
+    /// uses; with `own`, the session it was written under, too.
     async fn linked_live(
         &self,
         event: &SessionEvent,
-        own: bool,
+        own: Option<&str>,
     ) -> Result<BTreeMap<String, SessionItem>, StoreError> {
         let mut uses = Vec::new();
         for key in &event.keys {
             uses.extend(self.nearest_uses(key, event).await?);
         }
         let mut written = linked_sessions(event, &uses, self.quiet_secs);
-        if own && let Some(id) = self.written_session(&event.event_id).await? {
-            written.insert(id);
-        }
+        written.extend(own.map(str::to_owned));
         let mut live = BTreeMap::new();
         for id in written {
             if let (id, Some(item)) = self.resolve(&id).await? {
@@ -337,20 +328,27 @@ impl Store {
         Ok(live)
     }
 
-    /// After an event is stored: merge what a concurrent writer may have
-    /// put in another session meanwhile. Returns the sessions merged away.
-    pub async fn settle(&self, event: &SessionEvent) -> Result<Vec<String>, StoreError> {
+    /// After an event is stored (under `written`): merge what a
+    /// concurrent writer may have put in another session meanwhile.
+    /// Returns the live session the event is in, and the sessions merged
+    /// away.
+    pub async fn settle(
+        &self,
+        event: &SessionEvent,
+        written: &str,
+    ) -> Result<(String, Vec<String>), StoreError> {
         for attempt in 1..=MAX_ATTEMPTS {
-            let live = self.linked_live(event, true).await?;
+            let live = self.linked_live(event, Some(written)).await?;
             let sessions: Vec<Session> = live.values().map(|i| i.session.clone()).collect();
             let Some(planned) = merge_sessions(&sessions) else {
-                return Ok(Vec::new());
+                let own = live.into_keys().next().unwrap_or_else(|| written.to_owned());
+                return Ok((own, Vec::new()));
             };
             let mut tx = Transaction::new(self);
             self.session_writes(&mut tx, &planned, &live, None)?;
             if self.commit(tx.items).await? {
                 self.reindex(&planned.session.session_id).await?;
-                return Ok(planned.absorbed);
+                return Ok((planned.session.session_id, planned.absorbed));
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
