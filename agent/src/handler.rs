@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use glasswatch_core::signal::{
-    HEARTBEAT_DETAIL_TYPE, Heartbeat, SCHEMA_VERSION, SIGNAL_DETAIL_TYPE, SignalError, TrailStatus,
-    build_signal,
+    HEARTBEAT_DETAIL_TYPE, Heartbeat, SCHEMA_VERSION, SignalError, TrailStatus, build_signal,
+    detail_type_for,
 };
 use glasswatch_core::{Record, RecordError, classify};
 use serde_json::Value;
@@ -137,12 +137,12 @@ impl Agent {
         let region = envelope
             .and_then(|e| e.region.as_deref())
             .unwrap_or(&record.region);
+        let detail_type = detail_type_for(&detections);
         let (signal, detail) = build_signal(bare, detections, AGENT_VERSION, account, region)?;
         if !signal.dropped_fields.is_empty() {
             tracing::warn!(event_id = %record.event_id, dropped = ?signal.dropped_fields, "record shrunk to fit EventBridge");
         }
-        self.send(SIGNAL_DETAIL_TYPE, detail, deadline, counts)
-            .await?;
+        self.send(detail_type, detail, deadline, counts).await?;
         tracing::info!(signal_id = %signal.signal_id, event_id = %record.event_id, event_name = %record.event_name, ?kinds, "signal relayed");
         Ok(Outcome::Relayed {
             signal_id: signal.signal_id,

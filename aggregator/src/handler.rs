@@ -1,7 +1,10 @@
 //! One invocation: a batch of SQS messages, or the scheduled tick
 //! (coverage check, pending Slack messages, unfinished merges).
 //!
-//! The queue carries four kinds of message:
+//! Two queues feed it: the priority queue (signals that may start a
+//! session or alert on their own, heartbeats, tamper events, alarms) and
+//! the activity queue (the rest of a session's calls), so that a busy
+//! session never delays another account's alert. Either carries:
 //! - agent signals and heartbeats (`glasswatch.agent`);
 //! - CloudTrail events that the agents' tamper rules send to the central
 //!   bus themselves, with no agent in the path (`aws.*`), so that
@@ -26,7 +29,8 @@ use glasswatch_core::notify::{SlackState, Step, WEBHOOK_ROOT, next_step};
 use glasswatch_core::record::parse_time;
 use glasswatch_core::session::{SessionEvent, SessionEventError};
 use glasswatch_core::signal::{
-    HEARTBEAT_DETAIL_TYPE, Heartbeat, SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, Signal,
+    ACTIVITY_DETAIL_TYPE, HEARTBEAT_DETAIL_TYPE, Heartbeat, SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE,
+    Signal,
 };
 use glasswatch_core::slack::{
     AlarmNotice, CoverageProblem, RenderContext, SpoofedSignal, alarm_alert, coverage_alert,
@@ -238,7 +242,7 @@ impl Aggregator {
         }
         let detail = envelope.get("detail").cloned().unwrap_or(Value::Null);
         match str_field(&envelope, "detail-type") {
-            Some(SIGNAL_DETAIL_TYPE) => {
+            Some(SIGNAL_DETAIL_TYPE | ACTIVITY_DETAIL_TYPE) => {
                 let signal: Signal = serde_json::from_value(detail)
                     .map_err(|e| AggregatorError::BadMessage(format!("signal: {e}")))?;
                 self.signal(&signal, sender, now, deadline).await

@@ -556,7 +556,8 @@ async fn a_channel_given_by_name_gets_one_digest_and_updates_by_id() {
     let first = envelope(&activity(&member, 300), Some(&member));
     agg.handle_batch(&batch(&[first]), NOW, deadline()).await;
     let later = envelope(&activity(&member, 301), Some(&member));
-    agg.handle_batch(&batch(&[later]), NOW + 120, deadline()).await;
+    agg.handle_batch(&batch(&[later]), NOW + 120, deadline())
+        .await;
     for minute in 3..6 {
         agg.tick(NOW + minute * 60, deadline()).await.unwrap();
     }
@@ -565,10 +566,17 @@ async fn a_channel_given_by_name_gets_one_digest_and_updates_by_id() {
         .into_iter()
         .filter(|b| b.get("thread_ts").is_some())
         .collect();
-    assert_eq!(digests.len(), 1, "one digest, never re-posted: {digests:#?}");
+    assert_eq!(
+        digests.len(),
+        1,
+        "one digest, never re-posted: {digests:#?}"
+    );
     let updates = requests(&bed.slack, "/api/chat.update").await;
     assert!(!updates.is_empty());
-    assert!(updates.iter().all(|u| u["channel"] == "C0GLASS"), "{updates:#?}");
+    assert!(
+        updates.iter().all(|u| u["channel"] == "C0GLASS"),
+        "{updates:#?}"
+    );
     assert!(agg.store.pending().await.unwrap().is_empty());
 }
 
@@ -579,8 +587,12 @@ async fn the_pending_digest_list_is_capped_and_the_digest_counts_everything() {
     let bed = bed(200).await;
     let member = bed.member.clone();
     let agg = &bed.aggregator;
-    agg.handle_batch(&batch(&[envelope(&activity(&member, 1000), Some(&member))]), NOW, deadline())
-        .await;
+    agg.handle_batch(
+        &batch(&[envelope(&activity(&member, 1000), Some(&member))]),
+        NOW,
+        deadline(),
+    )
+    .await;
     let bodies: Vec<String> = (1001..1151)
         .map(|n| envelope(&activity(&member, n), Some(&member)))
         .collect();
@@ -593,12 +605,18 @@ async fn the_pending_digest_list_is_capped_and_the_digest_counts_everything() {
         .query()
         .table_name(agg.store.table())
         .key_condition_expression("pk = :p")
-        .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("PENDING".into()))
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S("PENDING".into()),
+        )
         .send()
         .await
         .unwrap();
     let listed = pending.items()[0]["events"].as_ss().unwrap().len();
-    assert!(listed <= glasswatch_aggregator::store::slack_state::MAX_DEFERRED + 10, "{listed} ids kept");
+    assert!(
+        listed <= glasswatch_aggregator::store::slack_state::MAX_DEFERRED + 10,
+        "{listed} ids kept"
+    );
     agg.tick(NOW + 10, deadline()).await.unwrap();
     let digest = posts_with(&bed.slack, "150 new events").await;
     assert_eq!(digest.len(), 1);
@@ -627,7 +645,8 @@ async fn a_failing_item_does_not_stop_the_tick() {
         .respond_with(ResponseTemplate::new(500))
         .mount(&bed.slack)
         .await;
-    agg.handle_batch(&batch(&[pending_body]), NOW, deadline()).await;
+    agg.handle_batch(&batch(&[pending_body]), NOW, deadline())
+        .await;
     bed.slack.reset().await;
     Mock::given(method("POST"))
         .and(wiremock::matchers::body_string_contains(a.as_str()))
@@ -636,8 +655,9 @@ async fn a_failing_item_does_not_stop_the_tick() {
         .await;
     Mock::given(method("POST"))
         .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": true, "ts": "1791990003.000100", "channel": "C0GLASS"})),
+            ResponseTemplate::new(200).set_body_json(
+                json!({"ok": true, "ts": "1791990003.000100", "channel": "C0GLASS"}),
+            ),
         )
         .mount(&bed.slack)
         .await;
@@ -645,11 +665,15 @@ async fn a_failing_item_does_not_stop_the_tick() {
     assert!(result.is_err(), "a failed item is reported: {result:?}");
     let silent_b = posts_with(&bed.slack, &b).await;
     assert!(
-        silent_b.iter().any(|p| p.to_string().contains("ap-south-1")),
+        silent_b
+            .iter()
+            .any(|p| p.to_string().contains("ap-south-1")),
         "the other agent's silence is alerted"
     );
     assert!(
-        silent_b.iter().any(|p| p.to_string().contains("ListUsers") || p.to_string().contains("BreakGlassRole")),
+        silent_b.iter().any(
+            |p| p.to_string().contains("ListUsers") || p.to_string().contains("BreakGlassRole")
+        ),
         "the pending session is posted"
     );
 }
@@ -665,7 +689,9 @@ async fn events_are_stored_whatever_organizations_does() {
     let dead = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("eu-west-1"))
         .endpoint_url("http://127.0.0.1:9")
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("t", "t", None, None, "t"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "t", "t", None, None, "t",
+        ))
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .load()
         .await;
@@ -686,18 +712,42 @@ async fn events_are_stored_whatever_organizations_does() {
     let body = envelope(&activity(&member, 600), Some(&member));
     let response = cold.handle_batch(&batch(&[body]), NOW, deadline()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    assert!(cold.store.session_of_event("00000000-0000-4000-8000-000000000600").await.unwrap().is_some());
+    assert!(
+        cold.store
+            .session_of_event("00000000-0000-4000-8000-000000000600")
+            .await
+            .unwrap()
+            .is_some()
+    );
     // A list was read once (and kept in the table): a new container with
     // Organizations down uses it.
-    bed.aggregator.handle_batch(&batch(&[envelope(&activity(&member, 601), Some(&member))]), NOW, deadline()).await;
+    bed.aggregator
+        .handle_batch(
+            &batch(&[envelope(&activity(&member, 601), Some(&member))]),
+            NOW,
+            deadline(),
+        )
+        .await;
     let warm = down(&bed.aggregator);
     let stranger = envelope(&activity("999988887777", 602), Some("999988887777"));
     let known = envelope(&activity(&member, 603), Some(&member));
-    let response = warm.handle_batch(&batch(&[stranger, known]), NOW, deadline()).await;
+    let response = warm
+        .handle_batch(&batch(&[stranger, known]), NOW, deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    assert!(warm.store.session_of_event("00000000-0000-4000-8000-000000000603").await.unwrap().is_some());
     assert!(
-        warm.store.session_of_event("00000000-0000-4000-8000-000000000602").await.unwrap().is_none(),
+        warm.store
+            .session_of_event("00000000-0000-4000-8000-000000000603")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        warm.store
+            .session_of_event("00000000-0000-4000-8000-000000000602")
+            .await
+            .unwrap()
+            .is_none(),
         "an account outside the kept list is still refused"
     );
     let _ = aws;
@@ -715,10 +765,14 @@ async fn the_slack_secret_is_read_when_needed_and_again_after_invalid_auth() {
     let name = unique("glasswatch/slack-lazy");
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(wiremock::matchers::header("authorization", "Bearer xoxb-new"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer xoxb-new",
+        ))
         .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": true, "ts": "1791990009.000100", "channel": "C0GLASS"})),
+            ResponseTemplate::new(200).set_body_json(
+                json!({"ok": true, "ts": "1791990009.000100", "channel": "C0GLASS"}),
+            ),
         )
         .mount(&slack)
         .await;
@@ -740,13 +794,30 @@ async fn the_slack_secret_is_read_when_needed_and_again_after_invalid_auth() {
     let body = envelope(&activity(&member, 700), Some(&member));
     let response = agg.handle_batch(&batch(&[body]), NOW, deadline()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    let session = agg.store.session_of_event("00000000-0000-4000-8000-000000000700").await.unwrap().unwrap();
+    let session = agg
+        .store
+        .session_of_event("00000000-0000-4000-8000-000000000700")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(agg.store.pending().await.unwrap().contains(&session));
     // The secret appears with a token Slack no longer takes, then is
     // rotated: the refusal makes the sender read it again.
-    secrets.create_secret().name(&name).secret_string("xoxb-old").send().await.unwrap();
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string("xoxb-old")
+        .send()
+        .await
+        .unwrap();
     let _ = agg.tick(NOW + 60, deadline()).await;
-    secrets.put_secret_value().secret_id(&name).secret_string("xoxb-new").send().await.unwrap();
+    secrets
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string("xoxb-new")
+        .send()
+        .await
+        .unwrap();
     agg.tick(NOW + 120, deadline()).await.unwrap();
     let item = agg.store.session(&session).await.unwrap().unwrap();
     assert_eq!(item.root_ts.as_deref(), Some("1791990009.000100"));
@@ -773,27 +844,46 @@ async fn forged_heartbeats_are_refused_and_spoof_alerts_are_rate_limited() {
     unsent.as_object_mut().unwrap().remove("account");
     let response = agg
         .handle_batch(
-            &batch(&[beat(&member, "ap-south-1"), unsent.to_string(), beat(&member, "eu-west-1")]),
+            &batch(&[
+                beat(&member, "ap-south-1"),
+                unsent.to_string(),
+                beat(&member, "eu-west-1"),
+            ]),
             NOW,
             deadline(),
         )
         .await;
-    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-    assert_eq!(failed, ["m0", "m1"], "an untargeted region and a heartbeat with no sender are refused");
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["m0", "m1"],
+        "an untargeted region and a heartbeat with no sender are refused"
+    );
 
     // Forged signals by the dozen: one alert now, one a window later that
     // says how many were held back. All are kept as evidence.
     let forged: Vec<String> = (800..812)
         .map(|n| envelope(&activity(&member, n), Some(&other)))
         .collect();
-    agg.handle_batch(&batch(&forged[..6]), NOW, deadline()).await;
-    agg.handle_batch(&batch(&forged[6..]), NOW + 60, deadline()).await;
+    agg.handle_batch(&batch(&forged[..6]), NOW, deadline())
+        .await;
+    agg.handle_batch(&batch(&forged[6..]), NOW + 60, deadline())
+        .await;
     assert_eq!(posts_with(&bed.slack, "Spoofed signal").await.len(), 1);
     let later = envelope(&activity(&member, 812), Some(&other));
-    agg.handle_batch(&batch(&[later]), NOW + 700, deadline()).await;
+    agg.handle_batch(&batch(&[later]), NOW + 700, deadline())
+        .await;
     let alerts = posts_with(&bed.slack, "Spoofed signal").await;
     assert_eq!(alerts.len(), 2);
-    assert!(alerts[1].to_string().contains("11 more from this sender"), "{}", alerts[1]);
+    assert!(
+        alerts[1].to_string().contains("11 more from this sender"),
+        "{}",
+        alerts[1]
+    );
 }
 
 /// A signal whose detections carry another session's keys cannot join
@@ -803,17 +893,32 @@ async fn correlation_keys_come_from_the_record_not_the_message() {
     let bed = bed(200).await;
     let member = bed.member.clone();
     let agg = &bed.aggregator;
-    agg.handle_batch(&batch(&[envelope(&activity(&member, 900), Some(&member))]), NOW, deadline())
-        .await;
-    let victim = agg.store.session_of_event("00000000-0000-4000-8000-000000000900").await.unwrap().unwrap();
+    agg.handle_batch(
+        &batch(&[envelope(&activity(&member, 900), Some(&member))]),
+        NOW,
+        deadline(),
+    )
+    .await;
+    let victim = agg
+        .store
+        .session_of_event("00000000-0000-4000-8000-000000000900")
+        .await
+        .unwrap()
+        .unwrap();
     // Another session's event, its detections claiming the first's key.
     let record = activity_as(&member, 901, "someone-else", "ASIAOTHERSESSION0001");
     let mut signal: Value = serde_json::from_str(&envelope(&record, Some(&member))).unwrap();
     for d in signal["detail"]["detections"].as_array_mut().unwrap() {
         d["keys"] = json!([{"kind": "access_key", "value": "ASIAW2LM9BGRSESSN8C4"}]);
     }
-    agg.handle_batch(&batch(&[signal.to_string()]), NOW, deadline()).await;
-    let joined = agg.store.session_of_event("00000000-0000-4000-8000-000000000901").await.unwrap().unwrap();
+    agg.handle_batch(&batch(&[signal.to_string()]), NOW, deadline())
+        .await;
+    let joined = agg
+        .store
+        .session_of_event("00000000-0000-4000-8000-000000000901")
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(joined, victim);
 }
 
@@ -856,11 +961,27 @@ async fn tamper_events_that_reach_the_bus_without_an_agent_are_classified_and_al
     });
     let agg = &bed.aggregator;
     let response = agg
-        .handle_batch(&batch(&[event.to_string(), noise.to_string()]), NOW, deadline())
+        .handle_batch(
+            &batch(&[event.to_string(), noise.to_string()]),
+            NOW,
+            deadline(),
+        )
         .await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    assert!(agg.store.session_of_event("00000000-0000-4000-8000-000000000950").await.unwrap().is_some());
-    assert!(agg.store.session_of_event("00000000-0000-4000-8000-000000000951").await.unwrap().is_none());
+    assert!(
+        agg.store
+            .session_of_event("00000000-0000-4000-8000-000000000950")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        agg.store
+            .session_of_event("00000000-0000-4000-8000-000000000951")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let roots = posts_with(&bed.slack, "PutFunctionConcurrency").await;
     assert_eq!(roots.len(), 1, "{roots:#?}");
 }
@@ -885,7 +1006,11 @@ async fn alarm_notifications_are_posted_once() {
     .to_string();
     let agg = &bed.aggregator;
     let response = agg
-        .handle_batch(&batch(&[notification.clone(), notification]), NOW, deadline())
+        .handle_batch(
+            &batch(&[notification.clone(), notification]),
+            NOW,
+            deadline(),
+        )
         .await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let posted = posts_with(&bed.slack, "glasswatch-signals-dead-lettered").await;
@@ -911,15 +1036,26 @@ async fn targeted_cells_that_never_report_are_alerted() {
         .await
         .unwrap();
     agg.handle_batch(
-        &batch(&[heartbeat_envelope(&member, "ap-south-1", "2026-10-14T15:00:00Z", "logging")]),
+        &batch(&[heartbeat_envelope(
+            &member,
+            "ap-south-1",
+            "2026-10-14T15:00:00Z",
+            "logging",
+        )]),
         NOW,
         deadline(),
     )
     .await;
     agg.tick(NOW, deadline()).await.unwrap();
     for minute in [5, 10, 14] {
-        let beat = heartbeat_envelope(&member, "ap-south-1", &format!("2026-10-14T15:{minute:02}:00Z"), "logging");
-        agg.handle_batch(&batch(&[beat]), NOW + minute * 60, deadline()).await;
+        let beat = heartbeat_envelope(
+            &member,
+            "ap-south-1",
+            &format!("2026-10-14T15:{minute:02}:00Z"),
+            "logging",
+        );
+        agg.handle_batch(&batch(&[beat]), NOW + minute * 60, deadline())
+            .await;
     }
     agg.tick(NOW + 15 * 60, deadline()).await.unwrap();
     let never = posts_with(&bed.slack, "never").await;

@@ -13,9 +13,31 @@ use serde_json::{Map, Value};
 use crate::detect::Detection;
 
 pub const SIGNAL_SOURCE: &str = "glasswatch.agent";
+/// A signal that may start a session or raise an alert of its own: it goes
+/// to the aggregator's priority queue.
 pub const SIGNAL_DETAIL_TYPE: &str = "Glasswatch Signal";
+/// A signal that is only the activity of a break-glass session: it goes to
+/// a queue of its own, so that a session calling an API a thousand times
+/// never delays another account's alert.
+pub const ACTIVITY_DETAIL_TYPE: &str = "Glasswatch Activity";
 pub const HEARTBEAT_DETAIL_TYPE: &str = "Glasswatch Heartbeat";
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The detail-type a signal with these detections travels under: activity
+/// of a session ([`ACTIVITY_DETAIL_TYPE`]) when every detection is
+/// `session_activity` of a principal other than root (root's own calls
+/// alert at once), else [`SIGNAL_DETAIL_TYPE`].
+pub fn detail_type_for(detections: &[Detection]) -> &'static str {
+    let activity_only = !detections.is_empty()
+        && detections.iter().all(|d| {
+            d.kind == crate::detect::DetectionKind::SessionActivity && d.principal_type != "Root"
+        });
+    if activity_only {
+        ACTIVITY_DETAIL_TYPE
+    } else {
+        SIGNAL_DETAIL_TYPE
+    }
+}
 
 /// EventBridge counts the detail, source, detail-type and resources of an
 /// entry against 256 KB; keep the detail under it with room for the rest.
@@ -423,6 +445,27 @@ mod tests {
             error_code: None,
             keys: vec![],
         }
+    }
+
+    #[test]
+    fn a_sessions_plain_activity_travels_apart_from_what_alerts() {
+        let entry = detection("e-1");
+        let mut activity = detection("e-2");
+        activity.kind = DetectionKind::SessionActivity;
+        assert_eq!(
+            detail_type_for(std::slice::from_ref(&entry)),
+            SIGNAL_DETAIL_TYPE
+        );
+        assert_eq!(
+            detail_type_for(std::slice::from_ref(&activity)),
+            ACTIVITY_DETAIL_TYPE
+        );
+        // Root's own calls alert at once; anything more than activity does.
+        let mut root = activity.clone();
+        root.principal_type = "Root".into();
+        assert_eq!(detail_type_for(&[root]), SIGNAL_DETAIL_TYPE);
+        assert_eq!(detail_type_for(&[activity, entry]), SIGNAL_DETAIL_TYPE);
+        assert_eq!(detail_type_for(&[]), SIGNAL_DETAIL_TYPE);
     }
 
     fn record(request_bytes: usize) -> Value {

@@ -49,9 +49,7 @@ use aws_sdk_eventbridge::types::{RuleState, Target};
 use aws_sdk_sqs::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
 use glasswatch_core::input::for_each_document;
-use glasswatch_core::signal::{
-    HEARTBEAT_DETAIL_TYPE, SIGNAL_DETAIL_TYPE, build_signal, bus_envelope,
-};
+use glasswatch_core::signal::{HEARTBEAT_DETAIL_TYPE, build_signal, bus_envelope, detail_type_for};
 use glasswatch_core::{Config, Record, WatchList, classify};
 use serde_json::{Value, json};
 
@@ -346,9 +344,10 @@ pub fn signal_envelope(
     );
     let (signal, _) = build_signal(record, detections, "test", &parsed.account, &parsed.region)
         .context("the signal does not build")?;
+    let detail_type = detail_type_for(&signal.detections);
     let detail = serde_json::to_value(&signal).context("the signal does not serialise")?;
     Ok(bus_envelope(
-        SIGNAL_DETAIL_TYPE,
+        detail_type,
         detail,
         &unique("env"),
         sender,

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use aws_config::SdkConfig;
 use aws_sdk_account::types::RegionOptStatus;
+use glasswatch_aggregator::store::coverage::Targets;
 use glasswatch_core::Config;
 
 use crate::aws::{Progress, Waiting, caller_account, cloudformation, in_region, s3};
@@ -468,7 +469,7 @@ pub async fn deploy(
     let (outcome, audit) = ensure_stack(
         &cloudformation(&audit_sdk),
         &plan.audit_stack,
-        crate::render::AUDIT_TEMPLATE,
+        &blueprint.audit_template,
         &audit_parameters(config, org_id, &artifacts),
         &place,
         waiting,
@@ -598,6 +599,22 @@ pub async fn deploy(
             "running as a delegated administrator without --management-profile: the management account's own stacks were not deployed, so its activity is not watched",
         );
     }
+    // 5. What deploy covers, so that the aggregator expects a heartbeat
+    // from every account × region, those whose agent never came up too.
+    let mut accounts = account_ids;
+    if access.management.is_some() {
+        accounts.push(plan.identity.management_account.clone());
+    }
+    record_targets(
+        &audit_sdk,
+        &table,
+        &Targets {
+            accounts,
+            regions: plan.regions.clone(),
+            whole_organization: config.organization.target_ous.is_empty(),
+        },
+    )
+    .await?;
     let instances = instances(&cf, &plan.stack_set, plan.identity.caller).await?;
     Ok(Report {
         changes,
@@ -617,6 +634,26 @@ fn summary(changes: &[Change]) -> String {
     } else {
         format!("{changed} changed")
     }
+}
+
+/// Record what deploy covers in the audit table, for the aggregator's
+/// coverage check.
+async fn record_targets(
+    sdk: &SdkConfig,
+    table: &str,
+    targets: &Targets,
+) -> Result<(), DeployError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    glasswatch_aggregator::store::Store::new(aws_sdk_dynamodb::Client::new(sdk), table, 3600, 1)
+        .save_targets(targets, now)
+        .await
+        .map_err(|e| DeployError::Aws {
+            operation: "dynamodb:PutItem",
+            code: String::new(),
+            message: format!("recording what deploy covers in {table}: {e}"),
+        })
 }
 
 /// The audit stack needs the Slack secret to exist; say how to make it.

@@ -19,24 +19,61 @@ const RULES_MARKER: &str = "  # glasswatch:rules\n";
 /// CloudFormation's limit for a template passed in the request body.
 pub const MAX_TEMPLATE_BODY: usize = 51_200;
 
-/// The agent template with one rule (and one invoke permission) per
-/// generated event pattern.
+/// Where the audit account's own tamper rules go in [`AUDIT_TEMPLATE`].
+const AUDIT_RULES_MARKER: &str = "  # glasswatch:audit-tamper-rules\n";
+
+/// Rules whose events must not depend on the agent: tampering with
+/// Glasswatch itself (the agent may be the thing tampered with).
+pub fn is_tamper_rule(rule: &RulePattern) -> bool {
+    rule.id.starts_with("tamper-")
+}
+
+/// The agent template with one rule per generated event pattern. A tamper
+/// rule sends its events to the central bus itself (no agent in the path,
+/// so stopping or rewriting the agent cannot hide its own tampering); every
+/// other rule invokes the agent, with an invoke permission.
 pub fn agent_template(rules: &[RulePattern]) -> String {
     let mut generated = String::new();
     for rule in rules {
         let logical = logical_id(&rule.id);
         // JSON is YAML's flow style, so the pattern goes in as it is.
-        let _ = write!(
-            generated,
+        let head = format!(
             "  Rule{logical}:
     Type: AWS::Events::Rule
     Properties:
       Name: !Sub \"${{NamePrefix}}-{id}\"
-      Description: Glasswatch watch-list events ({id}) to the agent.
+      Description: Glasswatch watch-list events ({id}) to the {to}.
       EventBusName: default
       State: ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS
       EventPattern: {pattern}
-      Targets:
+",
+            id = rule.id,
+            pattern = rule.pattern_json(),
+            to = if is_tamper_rule(rule) {
+                "central bus directly"
+            } else {
+                "agent"
+            },
+        );
+        generated.push_str(&head);
+        if is_tamper_rule(rule) {
+            generated.push_str(
+                "      Targets:
+        - Id: central-bus
+          Arn: !Ref CentralBusArn
+          RoleArn: !GetAtt TamperForwardRole.Arn
+          DeadLetterConfig:
+            Arn: !GetAtt AgentDeadLetterQueue.Arn
+          RetryPolicy:
+            MaximumEventAgeInSeconds: 86400
+            MaximumRetryAttempts: 185
+
+",
+            );
+        } else {
+            let _ = write!(
+                generated,
+                "      Targets:
         - Id: agent
           Arn: !GetAtt AgentFunction.Arn
           DeadLetterConfig:
@@ -53,12 +90,46 @@ pub fn agent_template(rules: &[RulePattern]) -> String {
       Principal: events.amazonaws.com
       SourceArn: !GetAtt Rule{logical}.Arn
 
+"
+            );
+        }
+    }
+    AGENT_TEMPLATE.replacen(RULES_MARKER, &generated, 1)
+}
+
+/// The audit template with the audit account's own tamper rules: on its
+/// default bus, straight into the aggregator's queue, so tampering with
+/// the central bus or its rule (disabling, deleting, changing its policy)
+/// still reaches the aggregator.
+pub fn audit_template(rules: &[RulePattern]) -> String {
+    let mut generated = String::new();
+    for rule in rules.iter().filter(|r| is_tamper_rule(r)) {
+        let _ = write!(
+            generated,
+            "  AuditRule{logical}:
+    Type: AWS::Events::Rule
+    Properties:
+      Name: !Sub \"${{NamePrefix}}-audit-{id}\"
+      Description: Tampering with Glasswatch in the audit account ({id}), straight to the aggregator's queue.
+      EventBusName: default
+      State: ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS
+      EventPattern: {pattern}
+      Targets:
+        - Id: aggregator-queue
+          Arn: !GetAtt SignalQueue.Arn
+          DeadLetterConfig:
+            Arn: !GetAtt SignalDeadLetterQueue.Arn
+          RetryPolicy:
+            MaximumEventAgeInSeconds: 86400
+            MaximumRetryAttempts: 185
+
 ",
+            logical = logical_id(&rule.id),
             id = rule.id,
             pattern = rule.pattern_json(),
         );
     }
-    AGENT_TEMPLATE.replacen(RULES_MARKER, &generated, 1)
+    AUDIT_TEMPLATE.replacen(AUDIT_RULES_MARKER, &generated, 1)
 }
 
 /// `assume-role-2` → `AssumeRole2`: a CloudFormation logical id.
@@ -81,6 +152,7 @@ pub struct Blueprint {
     pub name_prefix: String,
     pub rules: Vec<RulePattern>,
     pub agent_template: String,
+    pub audit_template: String,
     pub watch_json: String,
 }
 
@@ -91,7 +163,7 @@ pub enum BlueprintError {
     #[error(transparent)]
     Pattern(#[from] PatternError),
     #[error(
-        "the agent template with its {rules} generated rules is {size} bytes, over CloudFormation's {MAX_TEMPLATE_BODY}; shorten the watch list (fewer or wildcard entries)"
+        "a template with its {rules} generated rules is {size} bytes, over CloudFormation's {MAX_TEMPLATE_BODY}; shorten the watch list (fewer or wildcard entries)"
     )]
     TooLarge { rules: usize, size: usize },
 }
@@ -103,17 +175,21 @@ impl Blueprint {
             .map_err(|errors| BlueprintError::Watch(format!("{errors:?}")))?;
         let rules = event_patterns(&watch)?;
         let agent_template = agent_template(&rules);
-        if agent_template.len() > MAX_TEMPLATE_BODY {
-            return Err(BlueprintError::TooLarge {
-                rules: rules.len(),
-                size: agent_template.len(),
-            });
+        let audit_template = audit_template(&rules);
+        for template in [&agent_template, &audit_template] {
+            if template.len() > MAX_TEMPLATE_BODY {
+                return Err(BlueprintError::TooLarge {
+                    rules: rules.len(),
+                    size: template.len(),
+                });
+            }
         }
         Ok(Self {
             name_prefix: config.deploy.name_prefix.clone(),
             watch_json: config.watch.to_env_json(&config.deploy.name_prefix),
             rules,
             agent_template,
+            audit_template,
         })
     }
 
@@ -189,6 +265,10 @@ pub fn audit_parameters(
     let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     sorted(vec![
         p("NamePrefix", &config.deploy.name_prefix),
+        p(
+            "WatchJson",
+            &config.watch.to_env_json(&config.deploy.name_prefix),
+        ),
         p("OrganizationId", organization_id),
         p("ArtifactBucketPrefix", &artifacts.bucket_prefix),
         p("AggregatorCodeKey", &artifacts.aggregator_key),
@@ -277,8 +357,23 @@ mod tests {
             assert!(t.contains(&format!("EventPattern: {}", rule.pattern_json())));
             assert!(t.contains(&format!("Name: !Sub \"${{NamePrefix}}-{}\"", rule.id)));
             let logical = logical_id(&rule.id);
-            assert!(t.contains(&format!("SourceArn: !GetAtt Rule{logical}.Arn")));
+            // Tamper rules reach the central bus without the agent.
+            assert_eq!(
+                t.contains(&format!("SourceArn: !GetAtt Rule{logical}.Arn")),
+                !is_tamper_rule(rule),
+                "{}",
+                rule.id
+            );
         }
+        let tamper = blueprint.rules.iter().filter(|r| is_tamper_rule(r)).count();
+        assert!(tamper >= 4);
+        assert_eq!(
+            t.matches("RoleArn: !GetAtt TamperForwardRole.Arn").count(),
+            tamper
+        );
+        let audit = &blueprint.audit_template;
+        assert!(!audit.contains("glasswatch:audit-tamper-rules"));
+        assert_eq!(audit.matches("- Id: aggregator-queue").count(), tamper + 2);
     }
 
     #[test]

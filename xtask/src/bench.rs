@@ -17,8 +17,11 @@
 //!   (`bench_lambda.rs`).
 //! - `correlation` and `dynamodb`: correlation throughput of a release
 //!   build, and the aggregator's DynamoDB requests per event on moto
-//!   (`bench_aggregator.rs`). `aggregator` means these two and
+//!   (`bench_aggregator.rs`). `aggregator` means these two, `hot-key` and
 //!   `aggregator-lambda`.
+//! - `hot-key`: a busy session's cost per event at its 1st and 100,000th
+//!   event, and the alert latency of an unrelated account while it runs
+//!   at 20 events a second (`bench_hot.rs`); part of `aggregator`.
 //! - `detector`: the criterion bench `core/benches/detect.rs`
 //!   (`bench_detector.rs`).
 //! - `replay`: `xtask replay` end to end over a generated 1 GB CloudTrail
@@ -36,6 +39,8 @@ mod check;
 mod cost;
 #[path = "bench_detector.rs"]
 mod detector;
+#[path = "bench_hot.rs"]
+mod hot;
 #[path = "bench_lambda.rs"]
 mod lambda;
 #[path = "bench_replay.rs"]
@@ -182,6 +187,9 @@ pub enum Part {
     Correlation,
     /// The aggregator's DynamoDB requests per event, on moto.
     Dynamodb,
+    /// A busy session: reads of its 1st and 100,000th event, and the
+    /// alert latency of an unrelated account meanwhile.
+    HotKey,
     /// Detector throughput (criterion, `core/benches/detect.rs`).
     Detector,
     /// `xtask replay` over a generated 1 GB CloudTrail log set.
@@ -195,6 +203,7 @@ struct Parts {
     lambda: bool,
     correlation: bool,
     dynamodb: bool,
+    hot: bool,
     detector: bool,
     replay: bool,
 }
@@ -209,6 +218,7 @@ impl Parts {
             lambda: aggregator || named(Part::AggregatorLambda),
             correlation: aggregator || named(Part::Correlation),
             dynamodb: aggregator || named(Part::Dynamodb),
+            hot: aggregator || named(Part::HotKey),
             detector: named(Part::Detector),
             replay: named(Part::Replay),
         }
@@ -360,6 +370,11 @@ pub fn run(args: &Args) -> Result<()> {
         figures.extend(dynamodb);
         costed.dynamodb = Some(cost::DynamoPerEvent::of(&measured));
         report.insert("aggregator".into(), json!(measured));
+    }
+    if parts.hot {
+        let (hot, measured) = hot::figures(if sizes.quick { 20 } else { 60 })?;
+        figures.extend(hot);
+        report.insert("hot_key".into(), json!(measured));
     }
     if parts.detector {
         let (detector, measured) = detector::figures(sizes.quick)?;

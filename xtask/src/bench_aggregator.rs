@@ -37,7 +37,7 @@ use glasswatch_aggregator::slack::SlackClient;
 use glasswatch_aggregator::store::{GSI_BY_TIME, Store, create_table};
 use glasswatch_core::correlate::Ledger;
 use glasswatch_core::session::SessionEvent;
-use glasswatch_core::signal::{SIGNAL_DETAIL_TYPE, build_signal, bus_envelope};
+use glasswatch_core::signal::{build_signal, bus_envelope, detail_type_for};
 use glasswatch_core::{Detection, Record, WatchList, classify};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -973,6 +973,51 @@ pub fn dynamodb_figures(rounds: usize) -> Result<(Vec<Figure>, DynamoReport)> {
     Ok((figures, report))
 }
 
+/// The aggregator in process on `aws` (moto), with `table`, Slack at
+/// `slack_api`, and a DynamoDB client that counts what the store does.
+pub fn in_process_aggregator(
+    aws: &aws_config::SdkConfig,
+    table: &str,
+    slack_api: &str,
+    channel: &str,
+) -> Result<(Aggregator, CountRequests)> {
+    let watch_json = super::watch_env_json()?;
+    let config = AggregatorConfig::from_lookup(|name| {
+        let value = match name {
+            "GLASSWATCH_WATCH" => watch_json.as_str(),
+            "GLASSWATCH_TABLE" => table,
+            "GLASSWATCH_SLACK_MODE" => "bot",
+            "GLASSWATCH_SLACK_CHANNEL" => channel,
+            "GLASSWATCH_SLACK_SECRET_ARN" => {
+                "arn:aws:secretsmanager:eu-west-1:310987654321:secret:glasswatch/slack"
+            }
+            _ => return None,
+        };
+        Some(value.to_owned())
+    })
+    .map_err(|e| anyhow!("aggregator configuration: {e}"))?;
+    let counter = CountRequests::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let slack_client =
+        SlackClient::bot_with_api_base("xoxb-bench", slack_api).context("Slack client")?;
+    let aggregator = Aggregator {
+        store: Store::new(
+            dynamodb,
+            config.table.clone(),
+            config.quiet_secs,
+            config.retention_days,
+        ),
+        accounts: Accounts::new(aws_sdk_organizations::Client::new(aws), config.accounts_ttl),
+        slack: slack_client.into(),
+        config,
+    };
+    Ok((aggregator, counter))
+}
+
 /// SDK configuration for the moto at `endpoint`, in the audit region.
 pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -1032,44 +1077,12 @@ async fn dynamodb_round(endpoint: &str, watch: &WatchList, round: usize) -> Resu
 
     let slack_requests = Arc::new(AtomicUsize::new(0));
     let slack = slack_stub(Arc::clone(&slack_requests))?;
-    let watch_json = super::watch_env_json()?;
-    let config = AggregatorConfig::from_lookup(|name| {
-        let value = match name {
-            "GLASSWATCH_WATCH" => watch_json.as_str(),
-            "GLASSWATCH_TABLE" => table,
-            "GLASSWATCH_SLACK_MODE" => "bot",
-            "GLASSWATCH_SLACK_CHANNEL" => "C0GLASS",
-            "GLASSWATCH_SLACK_SECRET_ARN" => {
-                "arn:aws:secretsmanager:eu-west-1:310987654321:secret:glasswatch/slack"
-            }
-            _ => return None,
-        };
-        Some(value.to_owned())
-    })
-    .map_err(|e| anyhow!("aggregator configuration: {e}"))?;
-    let counter = CountRequests::default();
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&aws)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let slack_client =
-        SlackClient::bot_with_api_base("xoxb-bench", &format!("http://{}/api/", slack.addr))
-            .context("Slack client")?;
-    let aggregator = Aggregator {
-        store: Store::new(
-            dynamodb,
-            config.table.clone(),
-            config.quiet_secs,
-            config.retention_days,
-        ),
-        accounts: Accounts::new(
-            aws_sdk_organizations::Client::new(&aws),
-            config.accounts_ttl,
-        ),
-        slack: slack_client.into(),
-        config,
-    };
+    let (aggregator, counter) = in_process_aggregator(
+        &aws,
+        table,
+        &format!("http://{}/api/", slack.addr),
+        "C0GLASS",
+    )?;
 
     let bar = progress(workload.deliveries.len() as u64, "messages");
     bar.set_message(format!("round {}/{DYNAMODB_ROUNDS}: messages", round + 1));
@@ -1165,18 +1178,11 @@ pub fn signal_envelope(
         .first()
         .with_context(|| format!("envelope {id}: no detections"))?;
     let (account, region) = (first.account.clone(), first.region.clone());
+    let detail_type = detail_type_for(&detections);
     let (signal, _) = build_signal(record, detections, "bench", &account, &region)
         .map_err(|e| anyhow!("cannot build the signal of envelope {id}: {e}"))?;
     let detail = serde_json::to_value(&signal).context("cannot encode a signal")?;
-    Ok(bus_envelope(
-        SIGNAL_DETAIL_TYPE,
-        detail,
-        id,
-        Some(&account),
-        time,
-        "eu-west-1",
-    )
-    .to_string())
+    Ok(bus_envelope(detail_type, detail, id, Some(&account), time, "eu-west-1").to_string())
 }
 
 fn sqs_batch(n: usize, deliveries: &[Delivery], envelopes: &[String]) -> SqsEvent {

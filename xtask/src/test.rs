@@ -103,8 +103,8 @@ fn ensure_rust_components() -> Result<()> {
 }
 
 /// cfn-lint and checkov over every template in `stacksets/templates`, and
-/// over the agent template as deploy renders it from `glasswatch.toml`
-/// (with its generated rules).
+/// over the agent and audit templates as deploy renders them from
+/// `glasswatch.toml` (with their generated rules).
 fn lint_templates(venv: &Venv) -> Result<()> {
     let dir = workspace_root().join("stacksets/templates");
     let rendered_dir = crate::python::target_dir().join("rendered-templates");
@@ -116,6 +116,9 @@ fn lint_templates(venv: &Venv) -> Result<()> {
     let rendered = rendered_dir.join("agent-rendered.yaml");
     std::fs::write(&rendered, &blueprint.agent_template)
         .with_context(|| format!("cannot write {}", rendered.display()))?;
+    let rendered_audit = rendered_dir.join("audit-rendered.yaml");
+    std::fs::write(&rendered_audit, &blueprint.audit_template)
+        .with_context(|| format!("cannot write {}", rendered_audit.display()))?;
     let mut templates: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -123,6 +126,7 @@ fn lint_templates(venv: &Venv) -> Result<()> {
         .collect();
     templates.sort();
     templates.push(rendered);
+    templates.push(rendered_audit);
     eprintln!(
         "==> cfn-lint and checkov on {} templates (one rendered with {} rules)",
         templates.len(),

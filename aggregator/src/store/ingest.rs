@@ -341,7 +341,10 @@ impl Store {
             let live = self.linked_live(event, Some(written)).await?;
             let sessions: Vec<Session> = live.values().map(|i| i.session.clone()).collect();
             let Some(planned) = merge_sessions(&sessions) else {
-                let own = live.into_keys().next().unwrap_or_else(|| written.to_owned());
+                let own = live
+                    .into_keys()
+                    .next()
+                    .unwrap_or_else(|| written.to_owned());
                 return Ok((own, Vec::new()));
             };
             let mut tx = Transaction::new(self);
@@ -425,14 +428,7 @@ impl Store {
         }
         for key in &event.keys {
             tx.put(
-                HashMap::from([
-                    ("pk".into(), s(key_pk(key))),
-                    ("sk".into(), s(time_sk(event.time, &event.event_id))),
-                    ("time".into(), n(event.time)),
-                    ("event_id".into(), s(&event.event_id)),
-                    ("session_id".into(), s(id)),
-                    ("expires_at".into(), expires.clone()),
-                ]),
+                key_use_item(key, event.time, &event.event_id, id, expires.clone()),
                 None,
             )?;
         }
@@ -730,6 +726,26 @@ impl Store {
 /// one event: a merge, or a new survivor that takes over earlier sessions.
 fn needs_reindex(planned: &Plan) -> bool {
     !planned.absorbed.is_empty()
+}
+
+/// The item of one use of a correlation key: which event carried it,
+/// when, and the session it was written under. (`cargo xtask bench` loads
+/// a long history of these as the store would have written them.)
+pub fn key_use_item(
+    key: &str,
+    time: i64,
+    event_id: &str,
+    session_id: &str,
+    expires: AttributeValue,
+) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".into(), s(key_pk(key))),
+        ("sk".into(), s(time_sk(time, event_id))),
+        ("time".into(), n(time)),
+        ("event_id".into(), s(event_id)),
+        ("session_id".into(), s(session_id)),
+        ("expires_at".into(), expires),
+    ])
 }
 
 fn key_use(key: &str, item: &Item) -> Result<KeyUse, StoreError> {
