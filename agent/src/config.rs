@@ -8,12 +8,11 @@
 //! | `GLASSWATCH_DLQ_URL` | no | the agent's dead-letter queue, whose depth each heartbeat reports |
 //! | `GLASSWATCH_LOG` | no | log filter, default `info` |
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use glasswatch_core::{WatchConfig, WatchList};
+use glasswatch_core::WatchList;
 
-pub const DEFAULT_PREFIX: &str = "glasswatch";
+pub const DEFAULT_PREFIX: &str = glasswatch_core::config::DEFAULT_NAME_PREFIX;
 pub const DEFAULT_RELAY_BUDGET: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,15 +49,13 @@ impl AgentConfig {
                 ),
             });
         }
-        let watch_json = get("GLASSWATCH_WATCH").ok_or(ConfigError::Missing("GLASSWATCH_WATCH"))?;
-        let invalid_watch = |reason: String| ConfigError::Invalid {
-            name: "GLASSWATCH_WATCH",
-            reason,
-        };
-        let (watch, prefix) = WatchConfig::from_env_json(&watch_json).map_err(invalid_watch)?;
-        let prefix = prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
-        let watch = WatchList::compile(&watch, &prefix, &BTreeMap::new())
-            .map_err(|e| invalid_watch(format!("{e:?}")))?;
+        let watch =
+            glasswatch_core::env::watch_list(&get, "GLASSWATCH_WATCH").map_err(|e| match e {
+                glasswatch_core::env::EnvError::Missing(name) => ConfigError::Missing(name),
+                glasswatch_core::env::EnvError::Invalid { name, reason } => {
+                    ConfigError::Invalid { name, reason }
+                }
+            })?;
         let relay_budget = match get("GLASSWATCH_RELAY_BUDGET_MS") {
             None => DEFAULT_RELAY_BUDGET,
             Some(ms) => match ms.parse::<u64>() {

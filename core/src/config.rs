@@ -66,6 +66,12 @@ pub struct WatchConfig {
     /// Alert on every root sign-in and treat root activity as a session.
     #[serde(default = "default_true")]
     pub root_sign_in: bool,
+    /// `sourceIdentity` values (or `*` globs) that mark a break-glass
+    /// session wherever it goes: source identity survives every role hop,
+    /// so a session that chains into any role in any account stays
+    /// watched. Watched IAM user and Identity Center user names count too.
+    #[serde(default)]
+    pub source_identities: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -370,9 +376,72 @@ impl Config {
 
     /// The compiled watch list, ready for the detector. `parse` has already
     /// validated the entries; a hand-built `Config` may still fail here.
+    /// Besides `[watch]`, it knows Glasswatch's own Slack secret (tampering
+    /// with it is tampering with Glasswatch), the target OUs (moving an
+    /// account out of them takes it out of coverage) and the severities.
     pub fn watch_list(&self) -> Result<WatchList, Vec<WatchListError>> {
-        WatchList::compile(&self.watch, &self.deploy.name_prefix, &self.severity)
+        Ok(
+            WatchList::compile(&self.watch, &self.deploy.name_prefix, &self.severity)?
+                .with_owned_names(std::slice::from_ref(&self.slack.secret_name))
+                .with_target_ous(&self.organization.target_ous),
+        )
     }
+
+    /// The watch list as the Lambdas get it (`GLASSWATCH_WATCH`): what
+    /// [`watch_list`](Self::watch_list) is made of, as JSON.
+    pub fn watch_env_json(&self) -> String {
+        let mut value = serde_json::to_value(&self.watch).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.insert("name_prefix".into(), self.deploy.name_prefix.clone().into());
+            map.insert(
+                "owned_names".into(),
+                vec![self.slack.secret_name.clone()].into(),
+            );
+            map.insert(
+                "target_ous".into(),
+                self.organization.target_ous.clone().into(),
+            );
+            if !self.severity.is_empty() {
+                map.insert(
+                    "severity".into(),
+                    serde_json::to_value(&self.severity).unwrap_or_default(),
+                );
+            }
+        }
+        value.to_string()
+    }
+}
+
+/// The watch list from its JSON form ([`Config::watch_env_json`]), compiled.
+pub fn watch_list_from_env_json(json: &str) -> Result<WatchList, String> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
+    let map = value
+        .as_object_mut()
+        .ok_or_else(|| "must be a JSON object like {\"iam_users\":[...]}".to_owned())?;
+    let strings =
+        |map: &mut serde_json::Map<String, serde_json::Value>, key: &str| match map.remove(key) {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(v) => serde_json::from_value::<Vec<String>>(v)
+                .map_err(|_| format!("`{key}` must be a list of strings")),
+        };
+    let owned = strings(map, "owned_names")?;
+    let target_ous = strings(map, "target_ous")?;
+    let severity: BTreeMap<DetectionKind, Severity> = match map.remove("severity") {
+        None | Some(serde_json::Value::Null) => BTreeMap::new(),
+        Some(v) => serde_json::from_value(v).map_err(|e| format!("`severity`: {e}"))?,
+    };
+    let (watch, prefix) = WatchConfig::from_env_json(&value.to_string())?;
+    let prefix = prefix.unwrap_or_else(|| DEFAULT_NAME_PREFIX.to_owned());
+    WatchList::compile(&watch, &prefix, &severity)
+        .map(|w| w.with_owned_names(&owned).with_target_ous(&target_ous))
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.key, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
 }
 
 impl WatchConfig {
@@ -437,15 +506,6 @@ impl WatchConfig {
             ));
         }
         Ok((watch, prefix))
-    }
-
-    /// The JSON the agent reads from `GLASSWATCH_WATCH`.
-    pub fn to_env_json(&self, name_prefix: &str) -> String {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(map) = value.as_object_mut() {
-            map.insert("name_prefix".into(), name_prefix.into());
-        }
-        value.to_string()
     }
 }
 
@@ -777,11 +837,27 @@ heartbeat_minutes = 15
 
     #[test]
     fn env_json_round_trips_with_prefix() {
-        let config = Config::parse(GOOD, "g.toml").unwrap();
-        let json = config.watch.to_env_json("gw");
-        let (watch, prefix) = WatchConfig::from_env_json(&json).unwrap();
+        let text = format!("{GOOD}\n[severity]\nsession_activity = \"medium\"\n")
+            .replace("name_prefix = \"glasswatch\"", "name_prefix = \"gw\"");
+        let config = Config::parse(&text, "g.toml").unwrap();
+        let json = config.watch_env_json();
+        let (watch, prefix) =
+            WatchConfig::from_env_json(&serde_json::to_string(&config.watch).unwrap()).unwrap();
         assert_eq!(watch, config.watch);
-        assert_eq!(prefix.as_deref(), Some("gw"));
+        assert_eq!(prefix, None);
+        // What the Lambdas get compiles to the same watch list, severity
+        // overrides and Glasswatch's own secret included.
+        let from_env = watch_list_from_env_json(&json).unwrap();
+        assert_eq!(from_env.name_prefix(), "gw");
+        assert_eq!(
+            from_env.severity_of(DetectionKind::SessionActivity),
+            Severity::Medium
+        );
+        assert!(from_env.owns(&config.slack.secret_name));
+        assert_eq!(
+            format!("{from_env:?}"),
+            format!("{:?}", config.watch_list().unwrap())
+        );
         let err = WatchConfig::from_env_json(r#"{"iam_user":["x"]}"#).unwrap_err();
         assert!(err.contains("unknown field `iam_user`"), "{err}");
     }

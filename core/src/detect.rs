@@ -19,6 +19,9 @@ pub enum DetectionKind {
     BreakGlassSignIn,
     FailedSignIn,
     BreakGlassRoleAssumed,
+    /// A break-glass session took credentials for another role (any role,
+    /// any account): the chain goes on, and so does the session.
+    BreakGlassRoleChained,
     BreakGlassSso,
     BreakGlassCredentialChange,
     MonitoringTamper,
@@ -26,11 +29,12 @@ pub enum DetectionKind {
 }
 
 impl DetectionKind {
-    pub const ALL: [DetectionKind; 8] = [
+    pub const ALL: [DetectionKind; 9] = [
         Self::RootSignIn,
         Self::BreakGlassSignIn,
         Self::FailedSignIn,
         Self::BreakGlassRoleAssumed,
+        Self::BreakGlassRoleChained,
         Self::BreakGlassSso,
         Self::BreakGlassCredentialChange,
         Self::MonitoringTamper,
@@ -43,6 +47,7 @@ impl DetectionKind {
             Self::BreakGlassSignIn => "break_glass_sign_in",
             Self::FailedSignIn => "failed_sign_in",
             Self::BreakGlassRoleAssumed => "break_glass_role_assumed",
+            Self::BreakGlassRoleChained => "break_glass_role_chained",
             Self::BreakGlassSso => "break_glass_sso",
             Self::BreakGlassCredentialChange => "break_glass_credential_change",
             Self::MonitoringTamper => "monitoring_tamper",
@@ -57,7 +62,9 @@ impl DetectionKind {
             | Self::BreakGlassRoleAssumed
             | Self::BreakGlassSso
             | Self::MonitoringTamper => Severity::Critical,
-            Self::FailedSignIn | Self::BreakGlassCredentialChange => Severity::High,
+            Self::FailedSignIn | Self::BreakGlassCredentialChange | Self::BreakGlassRoleChained => {
+                Severity::High
+            }
             Self::SessionActivity => Severity::Info,
         }
     }
@@ -121,6 +128,9 @@ pub enum CorrelationKey {
     /// Identity Center: `account|permission set|user`, shared by
     /// `GetRoleCredentials` and the `AWSReservedSSO_<set>_*` role session.
     SsoSession(String),
+    /// A federated user (`arn:aws:sts::ACCOUNT:federated-user/NAME`), as
+    /// `GetFederationToken` issued it or as it acts.
+    FederatedUser(String),
 }
 
 impl fmt::Display for CorrelationKey {
@@ -131,6 +141,7 @@ impl fmt::Display for CorrelationKey {
             Self::RoleSession(v) => ("role-session", v),
             Self::SourceIdentity(v) => ("source-identity", v),
             Self::SsoSession(v) => ("sso", v),
+            Self::FederatedUser(v) => ("federated", v),
         };
         write!(f, "{kind}:{value}")
     }
@@ -162,77 +173,93 @@ pub struct Detection {
     pub keys: Vec<CorrelationKey>,
 }
 
-const ROLE_ASSUMPTIONS: [&str; 3] = [
+/// STS calls that take a role's credentials.
+pub const ROLE_ASSUMPTIONS: [&str; 3] = [
     "AssumeRole",
     "AssumeRoleWithSAML",
     "AssumeRoleWithWebIdentity",
 ];
 
-/// IAM calls that change a watched user's way in.
-pub const USER_CREDENTIAL_CHANGES: [&str; 17] = [
+/// `sts:AssumeRoot` (centralized root access): root credentials for a
+/// member account, without its password.
+pub const ASSUME_ROOT: &str = "AssumeRoot";
+
+/// STS calls that issue temporary credentials of the caller's own
+/// (`federated-user/NAME`, or an MFA session).
+pub const STS_CREDENTIAL_ISSUE: [&str; 2] = ["GetFederationToken", "GetSessionToken"];
+
+/// IAM calls that change a watched user's way in, or take it away. Without
+/// `userName` they act on the caller itself (root's own credentials, a
+/// user's own password).
+pub const USER_CREDENTIAL_CHANGES: [&str; 26] = [
     "CreateAccessKey",
     "UpdateAccessKey",
+    "DeleteAccessKey",
     "CreateLoginProfile",
     "UpdateLoginProfile",
     "DeleteLoginProfile",
+    "ChangePassword",
+    "CreateVirtualMFADevice",
     "DeactivateMFADevice",
     "EnableMFADevice",
     "ResyncMFADevice",
     "DeleteVirtualMFADevice",
     "AttachUserPolicy",
+    "DetachUserPolicy",
     "PutUserPolicy",
+    "DeleteUserPolicy",
     "PutUserPermissionsBoundary",
+    "DeleteUserPermissionsBoundary",
     "AddUserToGroup",
+    "RemoveUserFromGroup",
     "UpdateUser",
+    "DeleteUser",
     "CreateServiceSpecificCredential",
     "UploadSSHPublicKey",
     "UploadSigningCertificate",
+    "UpdateSigningCertificate",
 ];
 
-/// IAM calls that change who may assume, or what may do, a watched role.
-pub const ROLE_CREDENTIAL_CHANGES: [&str; 5] = [
+/// IAM calls that change who may assume, or what may do, a watched role
+/// (or, on Glasswatch's own roles, what Glasswatch may do).
+pub const ROLE_CREDENTIAL_CHANGES: [&str; 10] = [
     "UpdateAssumeRolePolicy",
     "AttachRolePolicy",
+    "DetachRolePolicy",
     "PutRolePolicy",
+    "DeleteRolePolicy",
     "PutRolePermissionsBoundary",
+    "DeleteRolePermissionsBoundary",
     "UpdateRole",
+    "DeleteRole",
+    "UpdateRoleDescription",
 ];
 
-pub const CLOUDTRAIL_TAMPER: [&str; 5] = [
-    "StopLogging",
-    "DeleteTrail",
-    "UpdateTrail",
-    "PutEventSelectors",
-    "DeleteEventDataStore",
+/// IAM calls that make or widen a way in. From inside a break-glass
+/// session they are how access outlives the emergency, whoever they are
+/// for.
+pub const NEW_WAYS_IN: [&str; 14] = [
+    "CreateUser",
+    "CreateRole",
+    "CreateLoginProfile",
+    "UpdateLoginProfile",
+    "CreateAccessKey",
+    "AttachUserPolicy",
+    "PutUserPolicy",
+    "AttachRolePolicy",
+    "PutRolePolicy",
+    "UpdateAssumeRolePolicy",
+    "AddUserToGroup",
+    "CreateServiceSpecificCredential",
+    "CreateSAMLProvider",
+    "CreateOpenIDConnectProvider",
 ];
 
-pub const EVENTS_TAMPER: [&str; 6] = [
-    "DisableRule",
-    "DeleteRule",
-    "RemoveTargets",
-    "PutRule",
-    "PutTargets",
-    "DeleteEventBus",
-];
-
-/// Lambda event names as CloudTrail writes them, without the API-version
-/// suffix (`UpdateFunctionCode20150331v2`).
-pub const LAMBDA_TAMPER: [&str; 6] = [
-    "DeleteFunction",
-    "UpdateFunctionCode",
-    "UpdateFunctionConfiguration",
-    "RemovePermission",
-    "PutFunctionConcurrency",
-    "DeleteEventSourceMapping",
-];
-
-pub const STACK_TAMPER: [&str; 6] = [
-    "DeleteStack",
-    "UpdateStack",
-    "DeleteStackInstances",
-    "DeleteStackSet",
-    "UpdateStackSet",
-    "UpdateStackInstances",
+/// Sign-in events for root's password (`signin.amazonaws.com`).
+pub const ROOT_PASSWORD_EVENTS: [&str; 3] = [
+    "PasswordUpdated",
+    "PasswordRecoveryRequested",
+    "PasswordRecoveryCompleted",
 ];
 
 pub const SSO_EVENTS: [&str; 3] = ["Federate", "GetRoleCredentials", "CreateToken"];
@@ -248,7 +275,203 @@ pub mod source {
     pub const EVENTS: &str = "events.amazonaws.com";
     pub const LAMBDA: &str = "lambda.amazonaws.com";
     pub const CLOUDFORMATION: &str = "cloudformation.amazonaws.com";
+    pub const SQS: &str = "sqs.amazonaws.com";
+    pub const SECRETS_MANAGER: &str = "secretsmanager.amazonaws.com";
+    pub const DYNAMODB: &str = "dynamodb.amazonaws.com";
+    pub const ORGANIZATIONS: &str = "organizations.amazonaws.com";
+    pub const ACCOUNT: &str = "account.amazonaws.com";
 }
+
+/// Where a call names the resource it acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameField {
+    /// `requestParameters.<field>`.
+    Request(&'static str),
+    /// `responseElements.<field>`: for calls whose request holds only an
+    /// id (`DeleteEventSourceMapping` names its function in the answer).
+    Response(&'static str),
+}
+
+/// One kind of tampering: calls of one service, on Glasswatch's own
+/// resources (named by one of `fields`) unless `owned_only` is off, when
+/// every such call is tampering (a trail stopped, an SCP attached). The
+/// detector and the EventBridge patterns both read [`TAMPER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TamperFamily {
+    /// The rule id: `tamper-<what>`.
+    pub id: &'static str,
+    pub source: &'static str,
+    pub events: &'static [&'static str],
+    pub fields: &'static [NameField],
+    pub owned_only: bool,
+    /// Event names carry an API-version suffix (`UpdateFunctionCode20150331v2`).
+    pub versioned_names: bool,
+}
+
+const fn family(
+    id: &'static str,
+    source: &'static str,
+    events: &'static [&'static str],
+    fields: &'static [NameField],
+    owned_only: bool,
+) -> TamperFamily {
+    TamperFamily {
+        id,
+        source,
+        events,
+        fields,
+        owned_only,
+        versioned_names: false,
+    }
+}
+
+/// Every kind of tampering with what Glasswatch relies on.
+pub const TAMPER: [TamperFamily; 10] = [
+    family(
+        "tamper-trail",
+        source::CLOUDTRAIL,
+        &[
+            "StopLogging",
+            "DeleteTrail",
+            "UpdateTrail",
+            "PutEventSelectors",
+            "DeleteEventDataStore",
+        ],
+        &[NameField::Request("name"), NameField::Request("trailName")],
+        false,
+    ),
+    family(
+        "tamper-events",
+        source::EVENTS,
+        &[
+            "DisableRule",
+            "DeleteRule",
+            "RemoveTargets",
+            "PutRule",
+            "PutTargets",
+            "DeleteEventBus",
+            "PutPermission",
+            "RemovePermission",
+        ],
+        &[
+            NameField::Request("name"),
+            NameField::Request("rule"),
+            NameField::Request("eventBusName"),
+        ],
+        true,
+    ),
+    TamperFamily {
+        id: "tamper-lambda",
+        source: source::LAMBDA,
+        events: &[
+            "DeleteFunction",
+            "UpdateFunctionCode",
+            "UpdateFunctionConfiguration",
+            "RemovePermission",
+            "PutFunctionConcurrency",
+            "DeleteFunctionConcurrency",
+            "DeleteEventSourceMapping",
+            "UpdateEventSourceMapping",
+        ],
+        fields: &[
+            NameField::Request("functionName"),
+            NameField::Response("functionArn"),
+        ],
+        owned_only: true,
+        versioned_names: true,
+    },
+    family(
+        "tamper-stack",
+        source::CLOUDFORMATION,
+        &[
+            "DeleteStack",
+            "UpdateStack",
+            "DeleteStackInstances",
+            "DeleteStackSet",
+            "UpdateStackSet",
+            "UpdateStackInstances",
+            "CreateChangeSet",
+            "ExecuteChangeSet",
+        ],
+        &[
+            NameField::Request("stackName"),
+            NameField::Request("stackSetName"),
+        ],
+        true,
+    ),
+    family(
+        "tamper-iam",
+        source::IAM,
+        &ROLE_CREDENTIAL_CHANGES,
+        &[NameField::Request("roleName")],
+        true,
+    ),
+    family(
+        "tamper-sqs",
+        source::SQS,
+        &["DeleteQueue", "SetQueueAttributes", "PurgeQueue"],
+        &[NameField::Request("queueUrl")],
+        true,
+    ),
+    family(
+        "tamper-secret",
+        source::SECRETS_MANAGER,
+        &[
+            "PutSecretValue",
+            "UpdateSecret",
+            "DeleteSecret",
+            "RotateSecret",
+            "PutResourcePolicy",
+            "DeleteResourcePolicy",
+        ],
+        &[NameField::Request("secretId")],
+        true,
+    ),
+    family(
+        "tamper-dynamodb",
+        source::DYNAMODB,
+        &[
+            "UpdateTable",
+            "DeleteTable",
+            "UpdateTimeToLive",
+            "UpdateContinuousBackups",
+            "PutResourcePolicy",
+            "DeleteResourcePolicy",
+        ],
+        &[
+            NameField::Request("tableName"),
+            NameField::Request("resourceArn"),
+        ],
+        true,
+    ),
+    family(
+        "tamper-org",
+        source::ORGANIZATIONS,
+        &[
+            "AttachPolicy",
+            "DetachPolicy",
+            "UpdatePolicy",
+            "CreatePolicy",
+            "DeletePolicy",
+            "PutResourcePolicy",
+            "DeleteResourcePolicy",
+            "RemoveAccountFromOrganization",
+            "LeaveOrganization",
+            "DisableAWSServiceAccess",
+            "DeregisterDelegatedAdministrator",
+            "MoveAccount",
+        ],
+        &[],
+        false,
+    ),
+    family(
+        "tamper-account",
+        source::ACCOUNT,
+        &["EnableRegion", "DisableRegion"],
+        &[],
+        false,
+    ),
+];
 
 /// A Lambda event name without its API-version suffix.
 pub fn lambda_operation(event_name: &str) -> &str {
@@ -280,14 +503,12 @@ pub fn classify(watch: &WatchList, record: &Record) -> Vec<Detection> {
     let mut findings = Vec::new();
     match record.event_source.as_str() {
         source::SIGNIN => sign_in(watch, record, &mut findings),
-        source::STS => role_assumption(watch, record, &mut findings),
+        source::STS => sts(watch, record, &mut findings),
         source::SSO | source::SSO_OAUTH => sso(watch, record, &mut findings),
         source::IAM => credential_change(watch, record, &mut findings),
-        source::CLOUDTRAIL | source::EVENTS | source::LAMBDA | source::CLOUDFORMATION => {
-            tamper(watch, record, &mut findings);
-        }
         _ => {}
     }
+    tamper(watch, record, &mut findings);
     if findings.is_empty() && is_break_glass_principal(watch, record) {
         findings.push(Finding::new(
             DetectionKind::SessionActivity,
@@ -370,6 +591,8 @@ fn sign_in(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
                     });
                 }
             } else if is_break_glass_principal(watch, record) {
+                // A watched IAM user, or a federated user (a console
+                // session through the federation endpoint) whose issuer is.
                 out.push(if failed {
                     Finding::new(
                         DetectionKind::FailedSignIn,
@@ -384,6 +607,20 @@ fn sign_in(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
                     )
                 });
             }
+        }
+        name if ROOT_PASSWORD_EVENTS.contains(&name)
+            && record.identity.kind == IdentityType::Root
+            && watch.root() =>
+        {
+            out.push(Finding::new(
+                DetectionKind::BreakGlassCredentialChange,
+                format!(
+                    "root's password in account {}: {name}{}",
+                    record.account,
+                    failed_note(record)
+                ),
+                Some("root"),
+            ));
         }
         "SwitchRole" => {
             // The target is in `SwitchTo`; some records omit it, and then a
@@ -417,34 +654,75 @@ fn sign_in(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
     }
 }
 
-fn role_assumption(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
-    if !ROLE_ASSUMPTIONS.contains(&record.event_name.as_str()) {
+fn sts(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
+    let name = record.event_name.as_str();
+    let who = display_principal(record);
+    let ok = record.error_code.is_none();
+    if name == ASSUME_ROOT && watch.root() {
+        let account = record.request_str("targetPrincipal").unwrap_or("?");
+        out.push(if ok {
+            Finding::new(
+                DetectionKind::RootSignIn,
+                format!("{who} took root credentials for account {account} (sts:AssumeRoot)"),
+                Some(account),
+            )
+        } else {
+            Finding::new(
+                DetectionKind::FailedSignIn,
+                format!(
+                    "{who} failed to take root credentials for account {account}{}",
+                    failed_note(record)
+                ),
+                Some(account),
+            )
+        });
+        return;
+    }
+    if STS_CREDENTIAL_ISSUE.contains(&name) && is_break_glass_principal(watch, record) {
+        out.push(Finding::new(
+            DetectionKind::BreakGlassCredentialChange,
+            format!(
+                "{who} issued itself temporary credentials ({name}){}",
+                failed_note(record)
+            ),
+            record.response_str(&["federatedUser", "arn"]),
+        ));
+        return;
+    }
+    if !ROLE_ASSUMPTIONS.contains(&name) {
         return;
     }
     let Some(role) = record.request_str("roleArn") else {
         return;
     };
-    if !watch.role_arn_watched(role) {
-        return;
-    }
-    let who = display_principal(record);
     let session = record.request_str("roleSessionName").unwrap_or("?");
-    out.push(if record.error_code.is_some() {
-        Finding::new(
-            DetectionKind::FailedSignIn,
-            format!(
-                "{who} failed to assume {role} ({})",
-                record.error_code.as_deref().unwrap_or_default()
-            ),
+    if watch.role_arn_watched(role) {
+        out.push(if ok {
+            Finding::new(
+                DetectionKind::BreakGlassRoleAssumed,
+                format!("{who} assumed {role} as session {session}"),
+                Some(role),
+            )
+        } else {
+            Finding::new(
+                DetectionKind::FailedSignIn,
+                format!(
+                    "{who} failed to assume {role} ({})",
+                    record.error_code.as_deref().unwrap_or_default()
+                ),
+                Some(role),
+            )
+        });
+    } else if ok && is_break_glass_principal(watch, record) {
+        // The credentials a break-glass session takes are break-glass,
+        // whatever role they are for: the issued key and role session are
+        // this event's correlation keys, so their use joins the session.
+        out.push(Finding::new(
+            DetectionKind::BreakGlassRoleChained,
+            format!("{who} (break-glass) went on to assume {role} as session {session}"),
             Some(role),
-        )
-    } else {
-        Finding::new(
-            DetectionKind::BreakGlassRoleAssumed,
-            format!("{who} assumed {role} as session {session}"),
-            Some(role),
-        )
-    });
+        ));
+    }
 }
 
 /// The permission set and account of an Identity Center federation.
@@ -522,22 +800,60 @@ fn credential_change(watch: &WatchList, record: &Record, out: &mut Vec<Finding>)
     let name = record.event_name.as_str();
     let account = Some(record.account.as_str());
     let who = display_principal(record);
+    let id = &record.identity;
     if USER_CREDENTIAL_CHANGES.contains(&name) {
-        let user = record.request_str("userName").or_else(|| {
-            // DeleteVirtualMFADevice names only the device ARN.
-            record
-                .request_str("serialNumber")
-                .and_then(|s| s.rsplit('/').next())
-        });
-        if let Some(user) = user.filter(|u| watch.user_watched(account, u)) {
-            out.push(Finding::new(
-                DetectionKind::BreakGlassCredentialChange,
-                format!(
-                    "{who} called {name} on break-glass user {user}{}",
-                    failed_note(record)
-                ),
-                Some(user),
-            ));
+        match record.request_str("userName") {
+            Some(user) if watch.user_watched(account, user) => {
+                out.push(Finding::new(
+                    DetectionKind::BreakGlassCredentialChange,
+                    format!(
+                        "{who} called {name} on break-glass user {user}{}",
+                        failed_note(record)
+                    ),
+                    Some(user),
+                ));
+            }
+            Some(_) => {}
+            // No `userName`: the call acts on the caller itself (or, for an
+            // MFA device, names it by serial number).
+            None => {
+                let device_user = record
+                    .request_str("serialNumber")
+                    .and_then(|s| s.rsplit('/').next())
+                    .filter(|u| watch.user_watched(account, u));
+                if let Some(user) = device_user {
+                    out.push(Finding::new(
+                        DetectionKind::BreakGlassCredentialChange,
+                        format!(
+                            "{who} called {name} on break-glass user {user}{}",
+                            failed_note(record)
+                        ),
+                        Some(user),
+                    ));
+                } else if id.kind == IdentityType::Root && watch.root() {
+                    out.push(Finding::new(
+                        DetectionKind::BreakGlassCredentialChange,
+                        format!(
+                            "root called {name} on its own credentials in account {}{}",
+                            record.account,
+                            failed_note(record)
+                        ),
+                        Some("root"),
+                    ));
+                } else if id.kind == IdentityType::IAMUser
+                    && is_break_glass_principal(watch, record)
+                {
+                    let user = id.user_name.as_deref().unwrap_or("?");
+                    out.push(Finding::new(
+                        DetectionKind::BreakGlassCredentialChange,
+                        format!(
+                            "break-glass user {user} called {name} on its own credentials{}",
+                            failed_note(record)
+                        ),
+                        Some(user),
+                    ));
+                }
+            }
         }
     } else if ROLE_CREDENTIAL_CHANGES.contains(&name)
         && let Some(role) = record
@@ -553,6 +869,24 @@ fn credential_change(watch: &WatchList, record: &Record, out: &mut Vec<Finding>)
             Some(role),
         ));
     }
+    // From inside a break-glass session, a new way in for anyone is how
+    // access outlives the emergency.
+    if out.is_empty() && NEW_WAYS_IN.contains(&name) && is_break_glass_principal(watch, record) {
+        let target = record
+            .request_str("userName")
+            .or_else(|| record.request_str("roleName"))
+            .or_else(|| record.request_str("groupName"))
+            .or_else(|| record.request_str("name"));
+        let on = target.map(|t| format!(" for {t}")).unwrap_or_default();
+        out.push(Finding::new(
+            DetectionKind::BreakGlassCredentialChange,
+            format!(
+                "{who} (break-glass) called {name}{on}: a new way in{}",
+                failed_note(record)
+            ),
+            target,
+        ));
+    }
 }
 
 fn failed_note(record: &Record) -> String {
@@ -563,8 +897,9 @@ fn failed_note(record: &Record) -> String {
         .unwrap_or_default()
 }
 
-/// The last name-like part of a name or ARN: `function:NAME[:qualifier]`,
-/// `stack/NAME/id`, `rule/NAME`.
+/// The name inside a name, ARN or URL: `function:NAME[:qualifier]`,
+/// `stack/NAME/id`, `rule/NAME`, `table/NAME`, `secret:NAME-XXXXXX`, or
+/// a queue URL's last segment.
 fn resource_name(value: &str) -> &str {
     if let Some(rest) = value.split_once(":function:").map(|(_, r)| r) {
         return rest.split(':').next().unwrap_or(rest);
@@ -581,49 +916,102 @@ fn resource_name(value: &str) -> &str {
     if let Some(rest) = value.split_once(":event-bus/").map(|(_, r)| r) {
         return rest;
     }
+    if let Some(rest) = value.split_once(":table/").map(|(_, r)| r) {
+        return rest.split('/').next().unwrap_or(rest);
+    }
+    if let Some(rest) = value.split_once(":secret:").map(|(_, r)| r) {
+        // Secrets Manager appends `-` and six characters to the name.
+        return rest
+            .rsplit_once('-')
+            .filter(|(_, suffix)| suffix.len() == 6)
+            .map_or(rest, |(name, _)| name);
+    }
+    if value.starts_with("https://") {
+        return value
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(value);
+    }
     value
 }
 
-/// The request fields that name the resource, per source.
-pub const EVENTS_NAME_FIELDS: [&str; 3] = ["name", "rule", "eventBusName"];
-pub const LAMBDA_NAME_FIELDS: [&str; 1] = ["functionName"];
-pub const STACK_NAME_FIELDS: [&str; 2] = ["stackName", "stackSetName"];
-pub const TRAIL_NAME_FIELDS: [&str; 2] = ["name", "trailName"];
+fn name_field(record: &Record, field: NameField) -> Option<&str> {
+    match field {
+        NameField::Request(key) => record.request_str(key),
+        NameField::Response(key) => record.response_str(&[key]),
+    }
+}
 
 fn tamper(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
     let name = record.event_name.as_str();
-    let (fields, owned_only, operation): (&[&str], bool, &str) = match record.event_source.as_str()
-    {
-        source::CLOUDTRAIL if CLOUDTRAIL_TAMPER.contains(&name) => {
-            (&TRAIL_NAME_FIELDS, false, name)
+    for family in TAMPER.iter().filter(|f| f.source == record.event_source) {
+        let operation = if family.versioned_names {
+            lambda_operation(name)
+        } else {
+            name
+        };
+        if !family.events.contains(&operation) {
+            continue;
         }
-        source::EVENTS if EVENTS_TAMPER.contains(&name) => (&EVENTS_NAME_FIELDS, true, name),
-        source::LAMBDA if LAMBDA_TAMPER.contains(&lambda_operation(name)) => {
-            (&LAMBDA_NAME_FIELDS, true, lambda_operation(name))
+        let resource = family
+            .fields
+            .iter()
+            .find_map(|f| name_field(record, *f))
+            .map(resource_name);
+        if family.owned_only && !resource.is_some_and(|r| watch.owns(r)) {
+            continue;
         }
-        source::CLOUDFORMATION if STACK_TAMPER.contains(&name) => (&STACK_NAME_FIELDS, true, name),
-        _ => return,
-    };
-    let resource = fields
-        .iter()
-        .find_map(|f| record.request_str(f))
-        .map(resource_name);
-    if owned_only && !resource.is_some_and(|r| watch.owns(r)) {
+        if operation == "MoveAccount" && !moves_out_of_targets(watch, record) {
+            continue;
+        }
+        let who = display_principal(record);
+        let on = match (resource, operation) {
+            (Some(r), _) => format!(" on {r}"),
+            (None, "MoveAccount") => format!(
+                " for account {} to {}, outside the OUs Glasswatch covers",
+                record.request_str("accountId").unwrap_or("?"),
+                record.request_str("destinationParentId").unwrap_or("?")
+            ),
+            (None, "EnableRegion" | "DisableRegion") => format!(
+                " for {} (Glasswatch's coverage of regions changes with it)",
+                record.request_str("regionName").unwrap_or("?")
+            ),
+            (None, _) => String::new(),
+        };
+        out.push(Finding::new(
+            DetectionKind::MonitoringTamper,
+            format!("{who} called {operation}{on}{}", failed_note(record)),
+            resource,
+        ));
         return;
     }
-    let who = display_principal(record);
-    let on = resource.map(|r| format!(" on {r}")).unwrap_or_default();
-    out.push(Finding::new(
-        DetectionKind::MonitoringTamper,
-        format!("{who} called {operation}{on}{}", failed_note(record)),
-        resource,
-    ));
+}
+
+/// `MoveAccount` to a parent that is not one of the target OUs. With the
+/// root as the target (no OUs listed) no move leaves coverage. The
+/// detector does not know the OU tree, so a move into a child OU of a
+/// target OU counts as leaving it too: it is rare, and better asked about.
+fn moves_out_of_targets(watch: &WatchList, record: &Record) -> bool {
+    let targets = watch.target_ous();
+    !targets.is_empty()
+        && record
+            .request_str("destinationParentId")
+            .is_none_or(|to| !targets.iter().any(|t| t == to))
 }
 
 /// Is the acting identity itself a break-glass principal?
 pub fn is_break_glass_principal(watch: &WatchList, record: &Record) -> bool {
     let id = &record.identity;
     let account = id.account_id.as_deref().or(Some(record.account.as_str()));
+    // A break-glass source identity survives every role hop.
+    if id
+        .source_identity
+        .as_deref()
+        .is_some_and(|v| watch.source_identity_watched(v))
+    {
+        return true;
+    }
     match &id.kind {
         IdentityType::Root => watch.root(),
         IdentityType::IAMUser => {
@@ -656,6 +1044,24 @@ pub fn is_break_glass_principal(watch: &WatchList, record: &Record) -> bool {
                 watch.role_watched(issuer_account, role)
                     || watch.sso_role_watched(issuer_account, role)
             })
+        }
+        // `GetFederationToken` by a watched user or by root: the
+        // federated user's issuer is that user, or root.
+        IdentityType::FederatedUser => {
+            id.session_issuer
+                .as_ref()
+                .is_some_and(|issuer| match issuer.kind.as_deref() {
+                    Some("Root") => watch.root(),
+                    _ => {
+                        issuer
+                            .arn
+                            .as_deref()
+                            .is_some_and(|arn| watch.user_arn_watched(arn))
+                            || issuer.user_name.as_deref().is_some_and(|u| {
+                                watch.user_watched(issuer.account_id.as_deref().or(account), u)
+                            })
+                    }
+                })
         }
         IdentityType::Unknown | IdentityType::IdentityCenterUser => {
             sso_user_is_watched(watch, record)
@@ -726,6 +1132,9 @@ pub fn correlation_keys(record: &Record) -> Vec<CorrelationKey> {
     if let Some(arn) = record.response_str(&["assumedRoleUser", "arn"]) {
         keys.push(CorrelationKey::RoleSession(arn.to_owned()));
     }
+    if let Some(arn) = record.response_str(&["federatedUser", "arn"]) {
+        keys.push(CorrelationKey::FederatedUser(arn.to_owned()));
+    }
     if let Some(source_identity) = id
         .source_identity
         .as_deref()
@@ -749,6 +1158,11 @@ pub fn correlation_keys(record: &Record) -> Vec<CorrelationKey> {
                     "{}|{arn}|{created}",
                     record.account
                 )));
+            }
+        }
+        IdentityType::FederatedUser => {
+            if let Some(arn) = id.arn.as_deref() {
+                keys.push(CorrelationKey::FederatedUser(arn.to_owned()));
             }
         }
         IdentityType::AssumedRole => {

@@ -48,27 +48,15 @@ where
     }
 }
 
-/// The watch list a Lambda receives as JSON (`WatchConfig::to_env_json`),
+/// The watch list a Lambda receives as JSON (`Config::watch_env_json`),
 /// compiled; the agent and the aggregator read it the same way.
 pub fn watch_list(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
 ) -> Result<crate::WatchList, EnvError> {
-    let invalid = |reason: String| EnvError::Invalid { name, reason };
     let json = required(get, name)?;
-    let (watch, prefix) = crate::WatchConfig::from_env_json(&json).map_err(invalid)?;
-    let prefix = prefix.unwrap_or_else(|| crate::config::DEFAULT_NAME_PREFIX.to_owned());
-    crate::WatchList::compile(&watch, &prefix, &std::collections::BTreeMap::new()).map_err(
-        |errors| {
-            invalid(
-                errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.key, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        },
-    )
+    crate::config::watch_list_from_env_json(&json)
+        .map_err(|reason| EnvError::Invalid { name, reason })
 }
 
 /// An optional comma-separated list; empty items are dropped.

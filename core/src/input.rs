@@ -100,7 +100,30 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
         each(Position::Line(first_line), bounded(trim(&first)));
         return decode_lines(reader, first_line + 1, each);
     }
+    // A broken first line of JSON Lines: the next line is a whole record
+    // on its own, which no line of a pretty-printed document is. Report
+    // line 1 and go on, so one bad record never loses the good ones.
+    let mut second = Vec::new();
+    let mut blank = 0usize;
+    let mut more = read_line_bounded(&mut reader, &mut second)?;
+    while more && trim(&second).is_empty() {
+        blank += 1;
+        more = read_line_bounded(&mut reader, &mut second)?;
+    }
+    let next = trim(&second);
+    if next.starts_with(b"{") && serde_json::from_slice::<IgnoredAny>(next).is_ok() {
+        each(Position::Line(first_line), bounded(trim(&first)));
+        let second_line = first_line + 1 + blank;
+        each(Position::Line(second_line), bounded(next));
+        return decode_lines(reader, second_line + 1, each);
+    }
     let mut doc = first;
+    if more {
+        doc.push(b'\n');
+        doc.extend(std::iter::repeat_n(b'\n', blank));
+        doc.extend_from_slice(&second);
+        doc.push(b'\n');
+    }
     (&mut reader)
         .take((MAX_DOCUMENT_BYTES + 1 - doc.len().min(MAX_DOCUMENT_BYTES)) as u64)
         .read_to_end(&mut doc)?;
@@ -517,6 +540,26 @@ mod tests {
         assert_eq!(
             collect(doc.as_bytes()),
             [(Position::Line(1), Ok("a".into()))]
+        );
+    }
+
+    /// A JSON Lines file whose first line is broken was read as one
+    /// document, losing every good record after it.
+    #[test]
+    fn json_lines_whose_first_line_is_broken() {
+        let text = include_str!("../tests/fixtures/input/broken-first-line.jsonl");
+        let got = collect(text.as_bytes());
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0].0, Position::Line(1));
+        assert!(matches!(got[0].1, Err(RecordError::Json(_))), "{got:?}");
+        assert_eq!(got[1], (Position::Line(2), Ok("e-2".into())));
+        assert_eq!(got[2], (Position::Line(4), Ok("e-3".into())));
+        assert!(got[3].1.is_err(), "line 5 is broken too");
+        // A pretty-printed document is still one document.
+        let pretty = "{\n  \"eventID\": \"p\",\n  \"eventTime\": \"2026-11-02T10:00:00Z\",\n  \"eventSource\": \"s3.amazonaws.com\",\n  \"eventName\": \"ListBuckets\",\n  \"awsRegion\": \"eu-west-1\",\n  \"recipientAccountId\": \"111122223333\"\n}\n";
+        assert_eq!(
+            collect(pretty.as_bytes()),
+            [(Position::Line(1), Ok("p".into()))]
         );
     }
 

@@ -10,9 +10,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::detect::{
-    CLOUDTRAIL_TAMPER, EVENTS_NAME_FIELDS, EVENTS_TAMPER, LAMBDA_NAME_FIELDS, LAMBDA_TAMPER,
-    ROLE_CREDENTIAL_CHANGES, SSO_EVENTS, STACK_NAME_FIELDS, STACK_TAMPER, USER_CREDENTIAL_CHANGES,
-    source,
+    ASSUME_ROOT, NameField, ROLE_ASSUMPTIONS, ROLE_CREDENTIAL_CHANGES, ROOT_PASSWORD_EVENTS,
+    SSO_EVENTS, TAMPER, USER_CREDENTIAL_CHANGES, source,
 };
 use crate::watch::{Entry, NamePattern, SSO_ROLE_PREFIX, WatchList};
 
@@ -58,6 +57,14 @@ fn path(parts: &[&'static str]) -> Path {
 /// reads resource names from.
 fn request_path(field: &'static str) -> Path {
     path(&["detail", "requestParameters", field])
+}
+
+/// Where in the event a [`NameField`] is.
+fn name_path(field: NameField) -> Path {
+    match field {
+        NameField::Request(f) => request_path(f),
+        NameField::Response(f) => path(&["detail", "responseElements", f]),
+    }
 }
 
 /// A rule before rendering: fixed conditions, and alternatives of which
@@ -231,11 +238,15 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     let p = watch.name_prefix();
     let users = watch.users();
     let roles = watch.roles();
+    let mut signin_events = vec!["ConsoleLogin", "SwitchRole"];
+    if watch.root() {
+        signin_events.extend(ROOT_PASSWORD_EVENTS);
+    }
     let mut rules = vec![Logical {
         id: "signin",
         base: vec![
             (path(EVENT_SOURCE), strings(&[source::SIGNIN])),
-            (path(EVENT_NAME), strings(&["ConsoleLogin", "SwitchRole"])),
+            (path(EVENT_NAME), strings(&signin_events)),
         ],
         alternatives: vec![],
     }];
@@ -244,16 +255,19 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
             id: "assume-role",
             base: vec![
                 (path(EVENT_SOURCE), strings(&[source::STS])),
-                (
-                    path(EVENT_NAME),
-                    strings(&[
-                        "AssumeRole",
-                        "AssumeRoleWithSAML",
-                        "AssumeRoleWithWebIdentity",
-                    ]),
-                ),
+                (path(EVENT_NAME), strings(&ROLE_ASSUMPTIONS)),
             ],
             alternatives: vec![(request_path("roleArn"), arn_filters(roles))],
+        });
+    }
+    if watch.root() {
+        rules.push(Logical {
+            id: "assume-root",
+            base: vec![
+                (path(EVENT_SOURCE), strings(&[source::STS])),
+                (path(EVENT_NAME), strings(&[ASSUME_ROOT])),
+            ],
+            alternatives: vec![],
         });
     }
     if watch.watches_sso() {
@@ -292,48 +306,43 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
             alternatives: vec![(request_path("roleName"), name_filters(roles))],
         });
     }
-    rules.push(Logical {
-        id: "tamper-trail",
-        base: vec![
-            (path(EVENT_SOURCE), strings(&[source::CLOUDTRAIL])),
-            (path(EVENT_NAME), strings(&CLOUDTRAIL_TAMPER)),
-        ],
-        alternatives: vec![],
-    });
-    // Own resources: any name field that contains the prefix covers names,
-    // `StackSet-<prefix>…` instance stacks and full or partial ARNs.
-    let owned = || vec![wildcard(format!("*{}*", wildcard_literal(p)))];
-    let name_paths = |fields: &[&'static str]| -> Vec<(Path, Vec<Value>)> {
-        fields.iter().map(|f| (request_path(f), owned())).collect()
+    // Tampering: the families `detect` reads. Own resources: any name field
+    // that contains the prefix (names, `StackSet-<prefix>…` instances, full
+    // or partial ARNs and URLs), or one of the names owned outside it.
+    let owned = || {
+        let mut filters = vec![wildcard(format!("*{}*", wildcard_literal(p)))];
+        filters.extend(
+            watch
+                .owned_names()
+                .iter()
+                .map(|n| wildcard(format!("*{}*", wildcard_literal(n)))),
+        );
+        filters
     };
-    rules.push(Logical {
-        id: "tamper-events",
-        base: vec![
-            (path(EVENT_SOURCE), strings(&[source::EVENTS])),
-            (path(EVENT_NAME), strings(&EVENTS_TAMPER)),
-        ],
-        alternatives: name_paths(&EVENTS_NAME_FIELDS),
-    });
-    rules.push(Logical {
-        id: "tamper-lambda",
-        base: vec![
-            (path(EVENT_SOURCE), strings(&[source::LAMBDA])),
+    for family in &TAMPER {
+        let names = if family.versioned_names {
             // CloudTrail appends an API version: `UpdateFunctionCode20150331v2`.
-            (
-                path(EVENT_NAME),
-                LAMBDA_TAMPER.iter().map(|n| prefix(n)).collect(),
-            ),
-        ],
-        alternatives: name_paths(&LAMBDA_NAME_FIELDS),
-    });
-    rules.push(Logical {
-        id: "tamper-stack",
-        base: vec![
-            (path(EVENT_SOURCE), strings(&[source::CLOUDFORMATION])),
-            (path(EVENT_NAME), strings(&STACK_TAMPER)),
-        ],
-        alternatives: name_paths(&STACK_NAME_FIELDS),
-    });
+            family.events.iter().map(|n| prefix(n)).collect()
+        } else {
+            strings(family.events)
+        };
+        rules.push(Logical {
+            id: family.id,
+            base: vec![
+                (path(EVENT_SOURCE), strings(&[family.source])),
+                (path(EVENT_NAME), names),
+            ],
+            alternatives: if family.owned_only {
+                family
+                    .fields
+                    .iter()
+                    .map(|f| (name_path(*f), owned()))
+                    .collect()
+            } else {
+                vec![]
+            },
+        });
+    }
 
     // Anything a break-glass principal does.
     let mut activity: Vec<(Path, Vec<Value>)> = Vec::new();
@@ -366,8 +375,41 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     if !watch.sso_accounts().is_empty() {
         sso_prefixes = vec![SSO_ROLE_PREFIX.to_owned()];
     }
+    // Role sessions by their issuing role; federated users
+    // (`GetFederationToken`) by their issuing user, or root.
     let mut issuer_names = name_filters(roles);
+    issuer_names.extend(name_filters(users));
     issuer_names.extend(sso_prefixes.iter().map(|s| prefix(s)));
+    if watch.root() {
+        activity.push((
+            path(&[
+                "detail",
+                "userIdentity",
+                "sessionContext",
+                "sessionIssuer",
+                "type",
+            ]),
+            strings(&["Root"]),
+        ));
+    }
+    // A break-glass source identity, through any chain of roles.
+    let mut identities: Vec<Value> = watch
+        .source_identities()
+        .iter()
+        .map(|p| match p {
+            NamePattern::Exact(n) => equals_ci(n),
+            NamePattern::Glob(g) => wildcard(g.clone()),
+        })
+        .collect();
+    identities.extend(users.iter().filter_map(|e| match &e.name {
+        NamePattern::Exact(n) => Some(equals_ci(n)),
+        NamePattern::Glob(_) => None,
+    }));
+    identities.extend(watch.sso_users().iter().map(|u| equals_ci(u)));
+    activity.push((
+        path(&["detail", "userIdentity", "sessionContext", "sourceIdentity"]),
+        identities,
+    ));
     activity.push((
         path(&[
             "detail",
@@ -379,6 +421,7 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
         issuer_names,
     ));
     let mut issuer_arns = arn_filters(roles);
+    issuer_arns.extend(arn_filters(users));
     issuer_arns.extend(
         sso_prefixes
             .iter()
@@ -427,7 +470,11 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     });
 
     let mut out = Vec::new();
-    for rule in rules {
+    for mut rule in rules {
+        // Only AWS services put `aws.*` events: no one can feed the agent
+        // an event of their own made to look like CloudTrail.
+        rule.base
+            .insert(0, (path(&["source"]), vec![prefix("aws.")]));
         for pattern in split(p, rule)? {
             if pattern.name.len() > MAX_RULE_NAME {
                 return Err(PatternError::NameTooLong(pattern.name));
@@ -455,6 +502,7 @@ mod tests {
             sso_users: vec![],
             sso_accounts: vec![],
             root_sign_in: true,
+            source_identities: vec![],
         };
         WatchList::compile(&config, "glasswatch", &BTreeMap::new()).unwrap()
     }
@@ -487,6 +535,20 @@ mod tests {
         }
     }
 
+    /// Every rule requires an AWS source: a principal's own events on the
+    /// default bus, shaped like CloudTrail, never reach the agent.
+    #[test]
+    fn every_rule_requires_an_aws_source() {
+        for p in event_patterns(&watch(3)).unwrap() {
+            assert_eq!(
+                p.pattern["source"],
+                json!([{"prefix": "aws."}]),
+                "{}",
+                p.name
+            );
+        }
+    }
+
     #[test]
     fn split_rules_keep_every_user() {
         let patterns = event_patterns(&watch(200)).unwrap();
@@ -507,7 +569,7 @@ mod tests {
         let p = patterns.iter().find(|p| p.id == "assume-role").unwrap();
         assert_eq!(
             p.pattern,
-            json!({"detail": {
+            json!({"source": [{"prefix": "aws."}], "detail": {
                 "eventSource": ["sts.amazonaws.com"],
                 "eventName": ["AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity"],
                 "requestParameters": {"roleArn": [

@@ -30,6 +30,12 @@ pub enum RecordError {
     BadTime(String),
     #[error("EventBridge event of detail-type `{0}` is not a CloudTrail record")]
     NotCloudTrail(String),
+    /// Only AWS services put `aws.*` events on a bus; anything else is
+    /// someone's own event made to look like CloudTrail.
+    #[error(
+        "EventBridge event from source `{0}`, not an AWS service (`aws.*`): not a CloudTrail record"
+    )]
+    ForeignSource(String),
 }
 
 /// The kinds of `userIdentity.type` CloudTrail documents.
@@ -497,6 +503,14 @@ impl RawDoc {
                 };
                 if detail.event_name.0.is_none() && detail.event_id.0.is_none() {
                     return Err(RecordError::NotCloudTrail(envelope.detail_type));
+                }
+                match &envelope.source {
+                    Some(source) if source.starts_with("aws.") => {}
+                    other => {
+                        return Err(RecordError::ForeignSource(
+                            other.clone().unwrap_or_default(),
+                        ));
+                    }
                 }
                 detail.into_bare(Some(envelope))
             }

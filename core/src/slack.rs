@@ -343,7 +343,7 @@ fn severity_label(severity: Severity) -> &'static str {
 
 /// The headline of a session: its most telling kind.
 fn kind_title(kinds: &std::collections::BTreeSet<DetectionKind>) -> &'static str {
-    const ORDER: [(DetectionKind, &str); 8] = [
+    const ORDER: [(DetectionKind, &str); 9] = [
         (DetectionKind::RootSignIn, "Root sign-in"),
         (DetectionKind::MonitoringTamper, "Monitoring tampered with"),
         (DetectionKind::BreakGlassSignIn, "Break-glass sign-in"),
@@ -354,6 +354,10 @@ fn kind_title(kinds: &std::collections::BTreeSet<DetectionKind>) -> &'static str
         (
             DetectionKind::BreakGlassSso,
             "Break-glass Identity Center access",
+        ),
+        (
+            DetectionKind::BreakGlassRoleChained,
+            "Break-glass session took another role",
         ),
         (
             DetectionKind::BreakGlassCredentialChange,

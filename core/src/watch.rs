@@ -9,7 +9,11 @@
 //!   EventBridge's `wildcard` operator is case-sensitive;
 //! - an ARN entry pins the account too (the account part may be `*`);
 //! - Glasswatch's own resources are those whose name starts with
-//!   `name_prefix`, or `StackSet-<name_prefix>` for StackSet instances.
+//!   `name_prefix`, or `StackSet-<name_prefix>` for StackSet instances, and
+//!   the few named elsewhere in `glasswatch.toml` (the Slack secret);
+//! - a `sourceIdentity` is watched when it matches `source_identities`, or
+//!   names a watched IAM user or Identity Center user (case-insensitively,
+//!   for exact names).
 
 use std::collections::BTreeMap;
 
@@ -84,6 +88,12 @@ pub struct WatchList {
     root: bool,
     name_prefix: String,
     severity: BTreeMap<DetectionKind, Severity>,
+    source_identities: Vec<NamePattern>,
+    /// Glasswatch's own resources named outside the prefix (the Slack
+    /// secret).
+    owned_names: Vec<String>,
+    /// The OUs deploy targets; empty: the organization root.
+    target_ous: Vec<String>,
 }
 
 /// The prefix of the IAM roles that Identity Center creates for permission
@@ -125,6 +135,19 @@ impl WatchList {
                 });
             }
         }
+        for (i, value) in config.source_identities.iter().enumerate() {
+            if value.is_empty() || value.len() > 64 || value.chars().any(char::is_whitespace) {
+                errors.push(WatchListError {
+                    key: "source_identities",
+                    index: Some(i),
+                    message: format!("`{value}` is not a source identity"),
+                    hint: Some(
+                        "a source identity is 2-64 characters without spaces; `*` is a wildcard"
+                            .into(),
+                    ),
+                });
+            }
+        }
         for (i, account) in config.sso_accounts.iter().enumerate() {
             if !is_account_id(account) {
                 errors.push(WatchListError {
@@ -147,7 +170,50 @@ impl WatchList {
             root: config.root_sign_in,
             name_prefix: name_prefix.to_owned(),
             severity: severity.clone(),
+            source_identities: config
+                .source_identities
+                .iter()
+                .map(|v| NamePattern::parse(v))
+                .collect(),
+            owned_names: Vec::new(),
+            target_ous: Vec::new(),
         })
+    }
+
+    /// The same list, also owning these resource names (the Slack secret).
+    #[must_use]
+    pub fn with_owned_names(mut self, names: &[String]) -> Self {
+        self.owned_names = names.iter().filter(|n| !n.is_empty()).cloned().collect();
+        self
+    }
+
+    /// The same list, knowing the OUs deploy targets (empty: the root).
+    #[must_use]
+    pub fn with_target_ous(mut self, ous: &[String]) -> Self {
+        self.target_ous = ous.to_vec();
+        self
+    }
+
+    pub fn owned_names(&self) -> &[String] {
+        &self.owned_names
+    }
+
+    pub fn target_ous(&self) -> &[String] {
+        &self.target_ous
+    }
+
+    pub fn source_identities(&self) -> &[NamePattern] {
+        &self.source_identities
+    }
+
+    /// Is this `sourceIdentity` a break-glass one?
+    pub fn source_identity_watched(&self, value: &str) -> bool {
+        self.source_identities.iter().any(|p| p.matches(value))
+            || self
+                .users
+                .iter()
+                .any(|e| matches!(&e.name, NamePattern::Exact(n) if n.eq_ignore_ascii_case(value)))
+            || self.sso_user_watched(value)
     }
 
     pub fn users(&self) -> &[Entry] {
@@ -248,6 +314,7 @@ impl WatchList {
             || name
                 .strip_prefix("StackSet-")
                 .is_some_and(|rest| rest.starts_with(&self.name_prefix))
+            || self.owned_names.iter().any(|n| n == name)
     }
 }
 
@@ -368,6 +435,7 @@ mod tests {
             sso_users: vec![],
             sso_accounts: vec!["999988887777".into()],
             root_sign_in: true,
+            source_identities: vec!["bg-*".into()],
         };
         WatchList::compile(&config, "glasswatch", &BTreeMap::new()).unwrap()
     }
@@ -422,10 +490,20 @@ mod tests {
 
     #[test]
     fn own_resources() {
-        let w = list(&[], &["x"]);
+        let w = list(&[], &["x"]).with_owned_names(&["security/slack-token".into()]);
         assert!(w.owns("glasswatch-agent"));
         assert!(w.owns("StackSet-glasswatch-agent-1234"));
         assert!(!w.owns("payments-glasswatch"));
+        assert!(w.owns("security/slack-token"));
+        assert!(!w.owns("security/slack-token-2"));
+    }
+
+    #[test]
+    fn source_identities() {
+        let w = list(&["break-glass-1"], &["x"]);
+        assert!(w.source_identity_watched("bg-alice"));
+        assert!(w.source_identity_watched("Break-Glass-1"));
+        assert!(!w.source_identity_watched("alice"));
     }
 
     #[test]

@@ -174,3 +174,84 @@ fn a_console_sign_in_shares_its_key_with_the_console_session_it_starts() {
         "a failed sign-in starts no session"
     );
 }
+
+fn load_doc(name: &str) -> Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+}
+
+fn keys_of(watch: &WatchList, doc: &Value) -> BTreeSet<String> {
+    classify(watch, &Record::from_value(doc).unwrap())
+        .iter()
+        .flat_map(|d| d.keys.iter().map(ToString::to_string))
+        .collect()
+}
+
+/// The credentials a break-glass session takes for another role, and a
+/// federated user's, link the calls made with them to the session.
+#[test]
+fn onward_credentials_link_to_the_session_that_took_them() {
+    let watch = watch();
+    let hop = keys_of(
+        &watch,
+        &load_doc("66-sts-break-glass-role-chains-into-organization-access-role.json"),
+    );
+    assert!(hop.contains("key:ASIAW2LM9CHAINEDHOP2"), "{hop:?}");
+    assert!(hop.contains("key:ASIAW2LM9BGCHAIN0001"), "{hop:?}");
+    let chained = keys_of(
+        &watch,
+        &load_doc("67-session-chained-role-with-break-glass-source-identity.json"),
+    );
+    assert!(chained.contains("key:ASIAW2LM9CHAINEDHOP2"), "{chained:?}");
+
+    let token = keys_of(
+        &watch,
+        &load_doc("68-sts-get-federation-token-by-break-glass-1.json"),
+    );
+    let call = keys_of(
+        &watch,
+        &load_doc("69-session-federated-user-of-break-glass-1-describes-instances.json"),
+    );
+    let shared: BTreeSet<&String> = token.intersection(&call).collect();
+    assert!(
+        shared.contains(&"federated:arn:aws:sts::444455556666:federated-user/bg-temp".to_owned())
+            && shared.contains(&"key:ASIAW2LM9FEDERATED01".to_owned()),
+        "{shared:?}"
+    );
+}
+
+/// Moving an account out of the OUs deploy targets takes it out of
+/// coverage; with the root as the target, no move can.
+#[test]
+fn moving_an_account_out_of_the_target_ous_is_tampering() {
+    let text = include_str!("../../glasswatch.toml")
+        .replace("target_ous = []", "target_ous = [\"ou-ab12-34cd56ef\"]");
+    let watch = Config::parse(&text, "glasswatch.toml")
+        .unwrap()
+        .watch_list()
+        .unwrap();
+    let mut doc = load_doc("85-negative-organizations-move-account-within-the-root.json");
+    let record = |doc: &Value| Record::from_value(doc).unwrap();
+    let kinds = |doc: &Value| -> Vec<DetectionKind> {
+        classify(&watch, &record(doc))
+            .iter()
+            .map(|d| d.kind)
+            .collect()
+    };
+    assert_eq!(kinds(&doc), [DetectionKind::MonitoringTamper]);
+    doc["detail"]["requestParameters"]["destinationParentId"] = "ou-ab12-34cd56ef".into();
+    assert!(
+        kinds(&doc).is_empty(),
+        "a move into a target OU stays covered"
+    );
+}
+
+/// An event of someone's own, shaped like CloudTrail, is not a CloudTrail
+/// record, whatever its detail says.
+#[test]
+fn events_from_a_source_of_ones_own_are_refused() {
+    let mut doc = load_doc("40-cloudtrail-stop-logging.json");
+    doc["source"] = "custom.app".into();
+    let err = Record::from_value(&doc).unwrap_err();
+    assert!(err.to_string().contains("custom.app"), "{err}");
+}

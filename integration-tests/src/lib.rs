@@ -318,7 +318,7 @@ pub fn watch_list() -> WatchList {
 /// As [`watch_list`].
 pub fn watch_json() -> String {
     let config = repo_config();
-    config.watch.to_env_json(&config.deploy.name_prefix)
+    config.watch_env_json()
 }
 
 fn repo_config() -> Config {

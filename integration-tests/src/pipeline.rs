@@ -238,7 +238,7 @@ pub struct DrainReport {
 }
 
 enum AgentRunner {
-    InProcess(Agent),
+    InProcess(Box<Agent>),
     Binary(RunningFunction),
 }
 
@@ -475,7 +475,7 @@ impl Pipeline {
         let bus_arn = bus_arn.context("no central bus")?;
 
         let config = repo_config()?;
-        let watch_json = config.watch.to_env_json(&config.deploy.name_prefix);
+        let watch_json = config.watch_env_json();
         let slack_api = format!("{}/api/", slack_proxy.url());
         let aggregator = if options.binaries {
             let secrets = aws_sdk_secretsmanager::Client::new(&audit_config);
@@ -621,12 +621,12 @@ impl Pipeline {
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             let proxied = config_with(&sender.credentials, region, &self.aws_proxy.url()).await;
-            AgentRunner::InProcess(Agent {
+            AgentRunner::InProcess(Box::new(Agent {
                 config,
                 events: aws_sdk_eventbridge::Client::new(&proxied),
                 cloudtrail: aws_sdk_cloudtrail::Client::new(&proxied),
                 sqs: aws_sdk_sqs::Client::new(&proxied),
-            })
+            }))
         };
         let runner = Arc::new(runner);
         agents.insert(key, runner.clone());

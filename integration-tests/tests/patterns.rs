@@ -1,7 +1,9 @@
 //! The generated EventBridge patterns let through at least every fixture
 //! record the detector flags, as routed by moto's EventBridge: each pattern
-//! on a rule whose target is an SQS queue, each fixture sent with PutEvents.
-//! (moto's TestEventPattern returns nothing, hence the routing.)
+//! on a rule whose target is an SQS queue, each fixture sent with PutEvents
+//! under its AWS source (moto accepts `aws.*` sources from PutEvents, AWS
+//! does not). The same records under a source of someone's own reach no
+//! rule. (moto's TestEventPattern returns nothing, hence the routing.)
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -49,6 +51,7 @@ async fn patterns_let_through_every_flagged_fixture() -> Result<()> {
     // Send every fixture as its CloudTrail record in an event's detail.
     let mut flagged = BTreeMap::new();
     let mut unflagged = BTreeSet::new();
+    let mut forgeries = BTreeSet::new();
     let mut entries = Vec::new();
     for fixture in fixtures() {
         let doc = &fixture.document;
@@ -65,14 +68,28 @@ async fn patterns_let_through_every_flagged_fixture() -> Result<()> {
         } else {
             flagged.insert(record.event_id.clone(), fixture.label.clone());
         }
-        entries.push(
-            PutEventsRequestEntry::builder()
-                .event_bus_name(&bus)
-                .source("glasswatch.fixture")
-                .detail_type(detail_type)
-                .detail(detail.to_string())
-                .build(),
+        let aws_source = doc["source"].as_str().map_or_else(
+            || {
+                let service = record.event_source.trim_end_matches(".amazonaws.com");
+                format!("aws.{service}")
+            },
+            str::to_owned,
         );
+        // The record as AWS puts it on the bus, and a forgery of it: the
+        // same detail under a source of someone's own, with its own id.
+        let mut forged = detail.clone();
+        forged["eventID"] = format!("forged-{}", record.event_id).into();
+        forgeries.insert(format!("forged-{}", record.event_id));
+        for (source, detail) in [(aws_source.as_str(), detail), ("custom.app", forged)] {
+            entries.push(
+                PutEventsRequestEntry::builder()
+                    .event_bus_name(&bus)
+                    .source(source)
+                    .detail_type(&detail_type)
+                    .detail(detail.to_string())
+                    .build(),
+            );
+        }
     }
     for batch in entries.chunks(10) {
         let out = events
@@ -107,6 +124,14 @@ async fn patterns_let_through_every_flagged_fixture() -> Result<()> {
     assert!(
         missed.is_empty(),
         "patterns dropped records the detector flags: {missed:?}"
+    );
+    let forged_through: Vec<&String> = forgeries
+        .iter()
+        .filter(|id| arrived.contains_key(*id))
+        .collect();
+    assert!(
+        forged_through.is_empty(),
+        "records under a source of someone's own reached the agent's rules: {forged_through:?}"
     );
     assert!(
         flagged.len() >= 40,

@@ -186,7 +186,7 @@ impl Blueprint {
         }
         Ok(Self {
             name_prefix: config.deploy.name_prefix.clone(),
-            watch_json: config.watch.to_env_json(&config.deploy.name_prefix),
+            watch_json: config.watch_env_json(),
             rules,
             agent_template,
             audit_template,
@@ -265,10 +265,7 @@ pub fn audit_parameters(
     let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     sorted(vec![
         p("NamePrefix", &config.deploy.name_prefix),
-        p(
-            "WatchJson",
-            &config.watch.to_env_json(&config.deploy.name_prefix),
-        ),
+        p("WatchJson", &config.watch_env_json()),
         p("OrganizationId", organization_id),
         p("ArtifactBucketPrefix", &artifacts.bucket_prefix),
         p("AggregatorCodeKey", &artifacts.aggregator_key),

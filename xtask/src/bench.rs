@@ -484,7 +484,7 @@ fn load_watch_list() -> Result<(Config, WatchList)> {
 /// The repository's watch list as the Lambdas get it (`GLASSWATCH_WATCH`).
 fn watch_env_json() -> Result<String> {
     let (config, _) = load_watch_list()?;
-    Ok(config.watch.to_env_json(&config.deploy.name_prefix))
+    Ok(config.watch_env_json())
 }
 
 /// What the agent part measured.
@@ -515,10 +515,7 @@ fn agent_figures(sizes: &Sizes) -> Result<AgentPart> {
                     "GLASSWATCH_BUS_ARN",
                     "arn:aws:events:eu-west-1:310987654321:event-bus/glasswatch",
                 ),
-                (
-                    "GLASSWATCH_WATCH",
-                    &config.watch.to_env_json(&config.deploy.name_prefix),
-                ),
+                ("GLASSWATCH_WATCH", &config.watch_env_json()),
             ],
         ),
         logs,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 
-use glasswatch_core::audit::Table;
+use glasswatch_core::audit::{Table, terminal_safe};
 use glasswatch_core::correlate::Ledger;
 use glasswatch_core::input::{InputError, for_each_record};
 use glasswatch_core::notify;
@@ -167,7 +167,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             match parsed {
                 Err(e) => {
                     bad += 1;
-                    bar.suspend(|| eprintln!("{path}:{position}: {e}"));
+                    bar.suspend(|| report(path, &position, &e));
                 }
                 Ok(record) if correlate => {
                     let detections = classify(&watch, &record);
@@ -176,7 +176,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                             Ok(e) => events.push(e),
                             Err(e) => {
                                 bad += 1;
-                                bar.suspend(|| eprintln!("{path}:{position}: {e}"));
+                                bar.suspend(|| report(path, &position, &e));
                             }
                         }
                     }
@@ -207,11 +207,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             Ok(()) => {}
             Err(InputError::Broken { position, message }) => {
                 bad += 1;
-                eprintln!("{path}:{position}: {message}");
+                report(path, &position, &message);
             }
             Err(e) => {
                 bad += 1;
-                eprintln!("{path}: {e}");
+                eprintln!("{}: {}", terminal_safe(path), terminal_safe(&e.to_string()));
             }
         }
     }
@@ -232,6 +232,17 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Say what was wrong with one record. Its text can hold whatever the
+/// record held (`eventTime`, `detail-type`), so control characters are
+/// stripped before the terminal, as in tables.
+fn report(path: &str, position: &impl std::fmt::Display, error: &impl std::fmt::Display) {
+    eprintln!(
+        "{}:{position}: {}",
+        terminal_safe(path),
+        terminal_safe(&error.to_string())
+    );
 }
 
 /// A closed pipe (`| head`) ends output quietly; anything else is an error.

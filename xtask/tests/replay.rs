@@ -101,6 +101,27 @@ fn bad_records_are_reported_and_good_ones_still_processed() {
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
 }
 
+/// Errors quote what the record held: an escape sequence in `eventTime`
+/// or `detail-type` must not reach the terminal.
+#[test]
+fn errors_strip_escape_sequences_from_record_text() {
+    let time = "{\"eventID\":\"x\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"ListBuckets\",\"awsRegion\":\"eu-west-1\",\"recipientAccountId\":\"111122223333\",\"eventTime\":\"\\u001b[2J\\u001b]0;pwned\\u0007\"}";
+    let detail_type = "{\"version\":\"0\",\"detail-type\":\"\\u001b[31mred\",\"source\":\"aws.s3\",\"detail\":{}}";
+    let input = format!("{time}\n{detail_type}\n");
+    let out = replay(&["--format", "json", "-"], Some(input.as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !out.stderr.iter().any(|&b| b == 0x1b || b == 0x07),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("-:1:") && stderr.contains("-:2:"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn gzipped_log_files_and_table_output() {
     let log = std::fs::read(fixture("90-cloudtrail-log-file.json")).unwrap();
@@ -129,9 +150,13 @@ fn gzipped_log_files_and_table_output() {
 #[test]
 fn whole_corpus_replays_cleanly() {
     let dir = root().join("core/tests/fixtures");
+    // The corpus is the files; `input/` holds inputs that are broken on
+    // purpose, for the decoder's own tests.
     let mut paths: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().path().display().to_string())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| p.display().to_string())
         .collect();
     paths.sort();
     let mut args = vec!["--format", "json"];
