@@ -6,6 +6,8 @@
 //! | `GLASSWATCH_WATCH` | yes | the `[watch]` table as JSON, plus optional `name_prefix` |
 //! | `GLASSWATCH_RELAY_BUDGET_MS` | no | time for `PutEvents` retries, default 20000 |
 //! | `GLASSWATCH_DLQ_URL` | no | the agent's dead-letter queue, whose depth each heartbeat reports |
+//! | `GLASSWATCH_FUNCTION_ARN` | no | this function, the target of the follow rules it installs |
+//! | `GLASSWATCH_DLQ_ARN` | no | the dead-letter queue of those rules; both are needed to follow a break-glass session's onward credentials |
 //! | `GLASSWATCH_LOG` | no | log filter, default `info` |
 
 use std::time::Duration;
@@ -29,6 +31,8 @@ pub struct AgentConfig {
     pub watch: WatchList,
     pub relay_budget: Duration,
     pub dlq_url: Option<String>,
+    /// Where follow rules deliver; `None`: this agent follows nothing.
+    pub follow: Option<crate::follow::FollowTarget>,
 }
 
 impl AgentConfig {
@@ -75,6 +79,7 @@ impl AgentConfig {
             watch,
             relay_budget,
             dlq_url: get("GLASSWATCH_DLQ_URL").filter(|u| !u.trim().is_empty()),
+            follow: follow_target(&get)?,
         })
     }
 }
@@ -98,6 +103,30 @@ fn is_bus_arn(arn: &str) -> bool {
         && parts[5]
             .strip_prefix("event-bus/")
             .is_some_and(|n| !n.is_empty())
+}
+
+fn follow_target(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::follow::FollowTarget>, ConfigError> {
+    let (Some(function_arn), Some(dlq_arn)) =
+        (get("GLASSWATCH_FUNCTION_ARN"), get("GLASSWATCH_DLQ_ARN"))
+    else {
+        return Ok(None);
+    };
+    let account = function_arn
+        .split(':')
+        .nth(4)
+        .filter(|a| glasswatch_core::config::is_account_id(a) && function_arn.starts_with("arn:"))
+        .ok_or(ConfigError::Invalid {
+            name: "GLASSWATCH_FUNCTION_ARN",
+            reason: format!("`{function_arn}` is not a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)"),
+        })?
+        .to_owned();
+    Ok(Some(crate::follow::FollowTarget {
+        function_arn,
+        dlq_arn,
+        account,
+    }))
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
-//! One invocation: a scheduled heartbeat, or a CloudTrail event to
-//! classify and relay.
+//! One invocation: a scheduled heartbeat; a CloudTrail event to classify
+//! and relay (as the static rules deliver it, or wrapped by a follow rule);
+//! or follow instructions from the follow topic (SNS).
 
 use std::time::{Duration, Instant};
 
+use glasswatch_core::follow::{FOLLOW_KEY, Follow, Followed, classify_followed, follows};
 use glasswatch_core::signal::{
-    HEARTBEAT_DETAIL_TYPE, Heartbeat, SCHEMA_VERSION, SignalError, TrailStatus, build_signal,
-    detail_type_for,
+    HEARTBEAT_DETAIL_TYPE, Heartbeat, SCHEMA_VERSION, SignalError, TrailStatus,
+    build_signal_following, detail_type_for,
 };
 use glasswatch_core::{Record, RecordError, classify};
 use serde_json::Value;
@@ -30,6 +32,10 @@ pub enum Outcome {
     Heartbeat {
         trail: TrailStatus,
     },
+    /// Follow rules installed in this region, by name.
+    Following {
+        rules: Vec<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +48,21 @@ pub enum AgentError {
     Signal(#[from] SignalError),
     #[error(transparent)]
     Relay(#[from] RelayError),
+    #[error("follow: {0}")]
+    Follow(#[from] crate::follow::FollowError),
+    /// A follow-topic message or a followed event the agent cannot read.
+    #[error("follow message: {0}")]
+    BadFollow(String),
 }
 
 impl AgentError {
     /// Whether a later attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Relay(RelayError::Exhausted { .. }))
+        matches!(
+            self,
+            Self::Relay(RelayError::Exhausted { .. })
+                | Self::Follow(crate::follow::FollowError::Aws { .. })
+        )
     }
 }
 
@@ -59,10 +74,17 @@ pub struct Agent {
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     /// Reads the agent's own dead-letter queue for heartbeats.
     pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge in the agent's own region, for its follow rules.
+    pub local_events: aws_sdk_eventbridge::Client,
 }
 
 fn is_heartbeat(event: &Value) -> bool {
     event["source"] == "aws.events" && event["detail-type"] == "Scheduled Event"
+}
+
+/// A Lambda event from SNS: the follow topic.
+fn is_sns(event: &Value) -> bool {
+    event["Records"][0]["EventSource"] == "aws:sns"
 }
 
 impl Agent {
@@ -117,12 +139,38 @@ impl Agent {
         if is_heartbeat(event) {
             return self.heartbeat(event, deadline, counts).await;
         }
-        let record = Record::from_value(event)?;
-        let detections = classify(&self.config.watch, &record);
+        if is_sns(event) {
+            return self.install_follows(event).await;
+        }
+        let (record, detections, bare) = if event.get(FOLLOW_KEY).is_some() {
+            let followed: Followed = serde_json::from_value(event.clone())
+                .map_err(|e| AgentError::BadFollow(format!("followed event: {e}")))?;
+            let record = Record::from_value(&followed.event)?;
+            let detections = classify_followed(&self.config.watch, &followed, &record)
+                .map_err(|e| AgentError::BadFollow(e.to_string()))?;
+            (record, detections, followed.event)
+        } else {
+            let record = Record::from_value(event)?;
+            let detections = classify(&self.config.watch, &record);
+            (record, detections, event.clone())
+        };
         if detections.is_empty() {
             tracing::debug!(event_id = %record.event_id, event_name = %record.event_name, "no detection; dropped");
             return Ok(Outcome::Dropped);
         }
+        self.relay_detections(&record, detections, &bare, deadline, counts)
+            .await
+    }
+
+    /// Relay one flagged record, with the credentials to follow it shows.
+    async fn relay_detections(
+        &self,
+        record: &Record,
+        detections: Vec<glasswatch_core::Detection>,
+        event: &Value,
+        deadline: Option<Instant>,
+        counts: &mut Counts,
+    ) -> Result<Outcome, AgentError> {
         counts.detections += detections.len() as u64;
         let kinds: Vec<&str> = detections.iter().map(|d| d.kind.as_str()).collect();
         let detection_count = detections.len();
@@ -130,6 +178,7 @@ impl Agent {
             Some(_) => &event["detail"],
             None => event,
         };
+        let follow = follows(record, &detections).into_iter().next();
         let envelope = record.envelope.as_ref();
         let account = envelope
             .and_then(|e| e.account.as_deref())
@@ -138,7 +187,8 @@ impl Agent {
             .and_then(|e| e.region.as_deref())
             .unwrap_or(&record.region);
         let detail_type = detail_type_for(&detections);
-        let (signal, detail) = build_signal(bare, detections, AGENT_VERSION, account, region)?;
+        let (signal, detail) =
+            build_signal_following(bare, detections, AGENT_VERSION, account, region, follow)?;
         if !signal.dropped_fields.is_empty() {
             tracing::warn!(event_id = %record.event_id, dropped = ?signal.dropped_fields, "record shrunk to fit EventBridge");
         }
@@ -207,7 +257,52 @@ impl Agent {
         self.send(HEARTBEAT_DETAIL_TYPE, detail, deadline, counts)
             .await?;
         tracing::info!(?trail, "heartbeat sent");
+        if self.config.follow.is_some() {
+            let now = event["time"]
+                .as_str()
+                .and_then(glasswatch_core::record::parse_time)
+                .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
+            let removed = crate::follow::remove_expired(
+                &self.local_events,
+                self.config.watch.name_prefix(),
+                now,
+            )
+            .await?;
+            if removed > 0 {
+                tracing::info!(removed, "expired follow rules removed");
+            }
+        }
         Ok(Outcome::Heartbeat { trail })
+    }
+
+    /// Follow instructions from the follow topic: one rule each, in this
+    /// region.
+    async fn install_follows(&self, event: &Value) -> Result<Outcome, AgentError> {
+        let Some(target) = &self.config.follow else {
+            return Err(AgentError::BadFollow(
+                "a follow instruction reached an agent configured to follow nothing (GLASSWATCH_FUNCTION_ARN, GLASSWATCH_DLQ_ARN)".into(),
+            ));
+        };
+        let mut rules = Vec::new();
+        for record in event["Records"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let message = record["Sns"]["Message"].as_str().unwrap_or_default();
+            let follow: Follow = serde_json::from_str(message)
+                .map_err(|e| AgentError::BadFollow(format!("follow instruction: {e}")))?;
+            let rule = crate::follow::install(
+                &self.local_events,
+                self.config.watch.name_prefix(),
+                target,
+                &follow,
+            )
+            .await?;
+            tracing::info!(rule = %rule, until = follow.until, "following a break-glass session's credentials");
+            rules.push(rule);
+        }
+        Ok(Outcome::Following { rules })
     }
 }
 
@@ -218,6 +313,9 @@ impl From<AgentError> for lambda_runtime::Diagnostic {
             AgentError::Signal(_) => "SignalTooLarge",
             AgentError::Relay(RelayError::Exhausted { .. }) => "RelayRetryable",
             AgentError::Relay(RelayError::Refused(_)) => "RelayRefused",
+            AgentError::Follow(crate::follow::FollowError::Aws { .. }) => "FollowRetryable",
+            AgentError::Follow(_) => "FollowRefused",
+            AgentError::BadFollow(_) => "BadFollow",
         };
         Self {
             error_type: error_type.to_owned(),

@@ -13,9 +13,13 @@
 //! - [`relay`]: `PutEvents` with retries of only the failed entries, within
 //!   a time budget; an error when anything is left unsent;
 //! - [`heartbeat`]: what the account can see of CloudTrail in its region;
+//! - [`follow`]: the rules that follow a break-glass session's onward
+//!   credentials in this region, installed on the follow topic's word and
+//!   removed by the heartbeat once expired;
 //! - [`metrics`]: CloudWatch Embedded Metric Format counts.
 
 pub mod config;
+pub mod follow;
 pub mod handler;
 pub mod heartbeat;
 pub mod metrics;

@@ -24,6 +24,7 @@ async fn main() -> Result<(), Error> {
         events,
         cloudtrail: aws_sdk_cloudtrail::Client::new(&aws),
         sqs: aws_sdk_sqs::Client::new(&aws),
+        local_events: aws_sdk_eventbridge::Client::new(&aws),
     };
     let agent = &agent;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -51,6 +51,7 @@ fn agent(mode: RuleMode, events: &[&Rule], cloudtrail: &[&Rule], budget_ms: &str
         events: mock_client!(aws_sdk_eventbridge, mode, events),
         cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, cloudtrail),
         sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &[]),
+        local_events: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, &[]),
     }
 }
 

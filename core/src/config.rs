@@ -327,6 +327,22 @@ impl Config {
             ));
         }
 
+        let global = global_events_region(&org.audit_region);
+        if !org.regions.is_empty()
+            && is_region(&org.audit_region)
+            && !org.regions.iter().any(|r| r == global)
+        {
+            out.push(Problem::new(
+                &["organization", "regions"],
+                format!(
+                    "`{global}` is not among the monitored regions: CloudTrail delivers IAM, global STS, Organizations and root sign-in events only in {global}, so without it a break-glass user could change credentials and sign in unseen"
+                ),
+                Some(format!(
+                    "add \"{global}\" to `regions`, or leave `regions` empty for every enabled region"
+                )),
+            ));
+        }
+
         out.extend(self.watch.problems());
 
         if self.slack.mode == SlackMode::Bot && self.slack.channel.trim().is_empty() {
@@ -538,6 +554,18 @@ fn region_problem(path: &[&str], region: &str) -> Problem {
 
 pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The region where CloudTrail delivers the global services' events (IAM,
+/// global STS, Organizations, console sign-in) in `region`'s partition.
+pub fn global_events_region(region: &str) -> &'static str {
+    if region.starts_with("us-gov-") {
+        "us-gov-west-1"
+    } else if region.starts_with("cn-") {
+        "cn-north-1"
+    } else {
+        "us-east-1"
+    }
 }
 
 /// `xx-name-N` or `xx-partition-name-N`.
@@ -822,6 +850,25 @@ heartbeat_minutes = 15
             "{err}"
         );
         assert!(err.0.iter().all(|e| e.hint.is_some()), "{err}");
+    }
+
+    #[test]
+    fn a_region_list_without_the_global_events_region_is_refused_with_the_reason() {
+        let text = GOOD.replace("regions = []", "regions = [\"eu-west-1\"]");
+        let err = Config::parse(&text, "g.toml").unwrap_err();
+        let problem = err
+            .0
+            .iter()
+            .find(|e| e.key.as_deref() == Some("organization.regions"))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(problem.line, Some(7), "{err}");
+        assert!(problem.message.contains("us-east-1"), "{err}");
+        assert!(problem.message.contains("IAM"), "{err}");
+        assert!(problem.hint.as_deref().unwrap().contains("us-east-1"));
+        let with = GOOD.replace("regions = []", "regions = [\"eu-west-1\", \"us-east-1\"]");
+        assert!(Config::parse(&with, "g.toml").is_ok());
+        assert_eq!(global_events_region("us-gov-east-1"), "us-gov-west-1");
+        assert_eq!(global_events_region("cn-northwest-1"), "cn-north-1");
     }
 
     #[test]

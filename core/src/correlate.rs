@@ -80,9 +80,12 @@ pub struct Plan {
 /// after the earliest event of all, so the result does not depend on
 /// which session existed first.
 pub fn plan(event: &SessionEvent, linked: &[Session]) -> Plan {
-    let session = linked
-        .iter()
-        .fold(Session::of(event), |acc, s| acc.merge(s));
+    merged(Session::of(event), linked)
+}
+
+/// `start` merged with `linked`, and which of them it absorbs.
+fn merged(start: Session, linked: &[Session]) -> Plan {
+    let session = linked.iter().fold(start, |acc, s| acc.merge(s));
     let mut absorbed: Vec<String> = linked
         .iter()
         .map(|s| s.session_id.clone())
@@ -98,16 +101,9 @@ pub fn plan(event: &SessionEvent, linked: &[Session]) -> Plan {
 /// concurrent writer put a linked use of one of its keys in another
 /// session. `None` when there is nothing to merge.
 pub fn merge_sessions(linked: &[Session]) -> Option<Plan> {
-    let (first, rest) = linked.split_first()?;
-    let session = rest.iter().fold(first.clone(), |acc, s| acc.merge(s));
-    let mut absorbed: Vec<String> = linked
-        .iter()
-        .map(|s| s.session_id.clone())
-        .filter(|id| *id != session.session_id)
-        .collect();
-    absorbed.sort();
-    absorbed.dedup();
-    (!absorbed.is_empty()).then_some(Plan { session, absorbed })
+    let first = linked.first()?;
+    let planned = merged(first.clone(), linked);
+    (!planned.absorbed.is_empty()).then_some(planned)
 }
 
 /// A stored session: live, or merged into another.

@@ -529,29 +529,40 @@ pub fn classify(watch: &WatchList, record: &Record) -> Vec<Detection> {
     if findings.is_empty() {
         return Vec::new();
     }
-    let keys = correlation_keys(record);
     findings
         .into_iter()
-        .map(|f| Detection {
-            kind: f.kind,
-            severity: watch.severity_of(f.kind),
-            summary: f.summary,
-            event_id: record.event_id.clone(),
-            event_time: record.event_time.clone(),
-            event_source: record.event_source.clone(),
-            event_name: record.event_name.clone(),
-            account: record.account.clone(),
-            region: record.region.clone(),
-            principal: display_principal(record),
-            principal_type: record.identity.kind.as_str().to_owned(),
-            target: f.target,
-            source_ip: record.source_ip.clone(),
-            mfa: mfa(record),
-            user_agent: record.user_agent.clone(),
-            error_code: record.error_code.clone(),
-            keys: keys.clone(),
-        })
+        .map(|f| detection_of(watch, record, f.kind, f.summary, f.target.as_deref()))
         .collect()
+}
+
+/// A detection of `kind` on `record`, with the record's context and
+/// correlation keys.
+pub fn detection_of(
+    watch: &WatchList,
+    record: &Record,
+    kind: DetectionKind,
+    summary: String,
+    target: Option<&str>,
+) -> Detection {
+    Detection {
+        kind,
+        severity: watch.severity_of(kind),
+        summary,
+        event_id: record.event_id.clone(),
+        event_time: record.event_time.clone(),
+        event_source: record.event_source.clone(),
+        event_name: record.event_name.clone(),
+        account: record.account.clone(),
+        region: record.region.clone(),
+        principal: display_principal(record),
+        principal_type: record.identity.kind.as_str().to_owned(),
+        target: target.map(str::to_owned),
+        source_ip: record.source_ip.clone(),
+        mfa: mfa(record),
+        user_agent: record.user_agent.clone(),
+        error_code: record.error_code.clone(),
+        keys: correlation_keys(record),
+    }
 }
 
 fn short_source(event_source: &str) -> &str {
@@ -962,6 +973,14 @@ fn tamper(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
         if family.owned_only && !resource.is_some_and(|r| watch.owns(r)) {
             continue;
         }
+        // The agents install and remove the rules that follow a session's
+        // credentials themselves (`crate::follow`); that is not tampering.
+        if family.source == source::EVENTS
+            && resource.is_some_and(|r| crate::follow::is_follow_rule(watch.name_prefix(), r))
+            && is_own_agent(watch, record)
+        {
+            continue;
+        }
         if operation == "MoveAccount" && !moves_out_of_targets(watch, record) {
             continue;
         }
@@ -986,6 +1005,18 @@ fn tamper(watch: &WatchList, record: &Record, out: &mut Vec<Finding>) {
         ));
         return;
     }
+}
+
+/// Is the caller Glasswatch's own agent (its role `<prefix>-agent-<region>`)?
+fn is_own_agent(watch: &WatchList, record: &Record) -> bool {
+    let own = format!("{}-agent-", watch.name_prefix());
+    record.identity.kind == IdentityType::AssumedRole
+        && record
+            .identity
+            .session_issuer
+            .as_ref()
+            .and_then(|i| i.user_name.as_deref())
+            .is_some_and(|role| role.starts_with(&own))
 }
 
 /// `MoveAccount` to a parent that is not one of the target OUs. With the

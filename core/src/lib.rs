@@ -25,6 +25,8 @@
 //!   deterministic ids, and fitting them under EventBridge's entry limit;
 //! - [`correlate`]: events into sessions by shared keys within the quiet
 //!   period, order-independent; the in-memory [`correlate::Ledger`];
+//! - [`follow`]: following the credentials a break-glass session takes
+//!   into the accounts where they act (follow rules, followed events);
 //! - [`coverage`]: heartbeats into account×region health, and when that
 //!   is worth an alert;
 //! - [`verify`]: the envelope check (sender against claimed account,
@@ -42,6 +44,7 @@ pub mod correlate;
 pub mod coverage;
 pub mod detect;
 pub mod env;
+pub mod follow;
 pub mod input;
 pub mod notify;
 pub mod patterns;

@@ -231,6 +231,16 @@ fn split(prefix_name: &str, rule: Logical) -> Result<Vec<RulePattern>, PatternEr
 }
 
 const EVENT_SOURCE: &[&str] = &["detail", "eventSource"];
+/// `detail.userIdentity.sessionContext.sessionIssuer.<field>`.
+fn issuer_path(field: &'static str) -> Path {
+    path(&[
+        "detail",
+        "userIdentity",
+        "sessionContext",
+        "sessionIssuer",
+        field,
+    ])
+}
 const EVENT_NAME: &[&str] = &["detail", "eventName"];
 
 /// Every rule pattern for this watch list.
@@ -381,16 +391,7 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
     issuer_names.extend(name_filters(users));
     issuer_names.extend(sso_prefixes.iter().map(|s| prefix(s)));
     if watch.root() {
-        activity.push((
-            path(&[
-                "detail",
-                "userIdentity",
-                "sessionContext",
-                "sessionIssuer",
-                "type",
-            ]),
-            strings(&["Root"]),
-        ));
+        activity.push((issuer_path("type"), strings(&["Root"])));
     }
     // A break-glass source identity, through any chain of roles.
     let mut identities: Vec<Value> = watch
@@ -410,16 +411,7 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
         path(&["detail", "userIdentity", "sessionContext", "sourceIdentity"]),
         identities,
     ));
-    activity.push((
-        path(&[
-            "detail",
-            "userIdentity",
-            "sessionContext",
-            "sessionIssuer",
-            "userName",
-        ]),
-        issuer_names,
-    ));
+    activity.push((issuer_path("userName"), issuer_names));
     let mut issuer_arns = arn_filters(roles);
     issuer_arns.extend(arn_filters(users));
     issuer_arns.extend(
@@ -427,16 +419,7 @@ pub fn event_patterns(watch: &WatchList) -> Result<Vec<RulePattern>, PatternErro
             .iter()
             .map(|s| wildcard(format!("*/{}*", wildcard_literal(s)))),
     );
-    activity.push((
-        path(&[
-            "detail",
-            "userIdentity",
-            "sessionContext",
-            "sessionIssuer",
-            "arn",
-        ]),
-        issuer_arns,
-    ));
+    activity.push((issuer_path("arn"), issuer_arns));
     // Role sessions without an issuer: the role inside the session ARN.
     let mut session_arns: Vec<Value> = roles
         .iter()

@@ -72,6 +72,11 @@ pub struct Signal {
     /// Fields pruned or shortened to fit, e.g. `requestParameters`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped_fields: Vec<String>,
+    /// Credentials the record shows a break-glass session taking, for the
+    /// agents of the account where they act to follow (the central bus
+    /// routes signals that carry one to the follow topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<crate::follow::Follow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,6 +158,25 @@ pub fn build_signal(
     received_account: &str,
     received_region: &str,
 ) -> Result<(Signal, String), SignalError> {
+    build_signal_following(
+        record,
+        detections,
+        agent_version,
+        received_account,
+        received_region,
+        None,
+    )
+}
+
+/// [`build_signal`], carrying credentials to follow.
+pub fn build_signal_following(
+    record: &Value,
+    detections: Vec<Detection>,
+    agent_version: &str,
+    received_account: &str,
+    received_region: &str,
+    follow: Option<crate::follow::Follow>,
+) -> Result<(Signal, String), SignalError> {
     let event_id = detections
         .first()
         .ok_or(SignalError::NoDetections)?
@@ -167,6 +191,7 @@ pub fn build_signal(
         detections,
         record: record.clone(),
         dropped_fields: Vec::new(),
+        follow,
     };
     let mut json = to_json(&signal);
     if json.len() <= MAX_DETAIL_BYTES {

@@ -7,6 +7,9 @@
    grows with the table, and a restore that wipes what other requests
    wrote meanwhile. Here each transaction keeps a journal of the items it
    touches instead, and a failed one puts back exactly those.
+3. moto answers GetBucketVersioning inside a `<GetBucketVersioningResponse>`
+   root, which the Rust SDK cannot read; S3 answers with a
+   `<VersioningConfiguration>` root, as here.
 """
 import copy
 import sys
@@ -100,6 +103,22 @@ def transact_write_items(self, transact_items):
 
 
 dynamodb.DynamoDBBackend.transact_write_items = transact_write_items
+
+from moto.s3 import responses as s3_responses  # noqa: E402
+
+
+def get_bucket_versioning(self):
+    status = self.backend.get_bucket_versioning(self.bucket_name)
+    inner = "<Status>%s</Status>" % status if status else ""
+    return 200, {}, (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        + inner
+        + "</VersioningConfiguration>"
+    )
+
+
+s3_responses.S3Response.get_bucket_versioning = get_bucket_versioning
 
 from moto.server import main  # noqa: E402
 

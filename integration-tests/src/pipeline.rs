@@ -260,7 +260,11 @@ impl AgentRunner {
                 // The counts are the EMF line Lambda would log: not
                 // wanted on this process's stdout.
                 match agent.handle_counted(event, Some(deadline)).await.0 {
-                    Ok(Outcome::Relayed { .. } | Outcome::Heartbeat { .. }) => Ok(true),
+                    Ok(
+                        Outcome::Relayed { .. }
+                        | Outcome::Heartbeat { .. }
+                        | Outcome::Following { .. },
+                    ) => Ok(true),
                     Ok(Outcome::Dropped) => Ok(false),
                     Err(e) => Err(e.to_string()),
                 }
@@ -268,7 +272,10 @@ impl AgentRunner {
             Self::Binary(function) => match function.invoke(event).await {
                 Ok(Ok(body)) => {
                     let text = body.as_str().unwrap_or_default();
-                    if text.starts_with("Relayed") || text.starts_with("Heartbeat") {
+                    if ["Relayed", "Heartbeat", "Following"]
+                        .iter()
+                        .any(|p| text.starts_with(p))
+                    {
                         Ok(true)
                     } else if text == "Dropped" {
                         Ok(false)
@@ -322,6 +329,18 @@ struct Sender {
     events: aws_sdk_eventbridge::Client,
     outbox_url: String,
     agent_dlq_url: String,
+    agent_dlq_arn: String,
+}
+
+impl Sender {
+    /// The agent's function ARN as its stack spells it: the target of the
+    /// follow rules it installs.
+    fn function_arn(&self, name_prefix: &str) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{name_prefix}-agent",
+            self.region, self.account
+        )
+    }
 }
 
 /// The running pipeline. Dropping it stops the proxies and any binaries.
@@ -346,6 +365,7 @@ pub struct Pipeline {
     audit_sqs: aws_sdk_sqs::Client,
     senders: BTreeMap<(String, String), Sender>,
     watch_json: String,
+    name_prefix: String,
     aggregator: AggregatorRunner,
     agents: AsyncMutex<BTreeMap<(String, String), Arc<AgentRunner>>>,
     rng: Mutex<fastrand::Rng>,
@@ -458,6 +478,7 @@ impl Pipeline {
                     bus_arn = Some(arn);
                 }
                 let agent_dlq_url = create_queue(&sqs, &unique("gw-agent-dlq"), &[]).await?;
+                let agent_dlq_arn = self::queue_arn(&sqs, &agent_dlq_url).await?;
                 senders.insert(
                     (account.to_owned(), region.clone()),
                     Sender {
@@ -468,6 +489,7 @@ impl Pipeline {
                         events,
                         outbox_url,
                         agent_dlq_url,
+                        agent_dlq_arn,
                     },
                 );
             }
@@ -555,6 +577,7 @@ impl Pipeline {
             audit_sqs,
             senders,
             watch_json,
+            name_prefix: config.deploy.name_prefix.clone(),
             aggregator,
             agents: AsyncMutex::new(BTreeMap::new()),
         })
@@ -605,6 +628,14 @@ impl Pipeline {
                     self.options.relay_budget_ms.to_string(),
                 ),
                 ("GLASSWATCH_LOG".to_owned(), "info".to_owned()),
+                (
+                    "GLASSWATCH_FUNCTION_ARN".to_owned(),
+                    sender.function_arn(&self.name_prefix),
+                ),
+                (
+                    "GLASSWATCH_DLQ_ARN".to_owned(),
+                    sender.agent_dlq_arn.clone(),
+                ),
             ];
             let binary = built_binary("glasswatch-agent", &["agent", "core"])?;
             AgentRunner::Binary(RunningFunction::start(
@@ -617,6 +648,8 @@ impl Pipeline {
                 "GLASSWATCH_BUS_ARN" => Some(self.bus_arn.clone()),
                 "GLASSWATCH_WATCH" => Some(self.watch_json.clone()),
                 "GLASSWATCH_RELAY_BUDGET_MS" => Some(self.options.relay_budget_ms.to_string()),
+                "GLASSWATCH_FUNCTION_ARN" => Some(sender.function_arn(&self.name_prefix)),
+                "GLASSWATCH_DLQ_ARN" => Some(sender.agent_dlq_arn.clone()),
                 _ => None,
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -626,6 +659,7 @@ impl Pipeline {
                 events: aws_sdk_eventbridge::Client::new(&proxied),
                 cloudtrail: aws_sdk_cloudtrail::Client::new(&proxied),
                 sqs: aws_sdk_sqs::Client::new(&proxied),
+                local_events: aws_sdk_eventbridge::Client::new(&proxied),
             }))
         };
         let runner = Arc::new(runner);
@@ -645,34 +679,133 @@ impl Pipeline {
             .as_str()
             .context("envelope without region")?;
         let agent = self.agent(account, region).await?;
+        let sender = self.sender(account, region)?;
+        // A follow rule an agent installed matches too: EventBridge invokes
+        // the agent a second time, with the rule's input.
+        let mut inputs = vec![envelope.clone()];
+        inputs.extend(self.follow_input(sender, envelope).await?);
+        let mut relayed = false;
+        for input in &inputs {
+            match self.invoke_retrying(&agent, input).await {
+                Ok(r) => relayed |= r,
+                Err(last) => {
+                    sender
+                        .sqs
+                        .send_message()
+                        .queue_url(&sender.agent_dlq_url)
+                        .message_body(input.to_string())
+                        .message_attributes(
+                            "ErrorMessage",
+                            MessageAttributeValue::builder()
+                                .data_type("String")
+                                .string_value(last.chars().take(1000).collect::<String>())
+                                .build()?,
+                        )
+                        .send()
+                        .await
+                        .context("send to the agent DLQ")?;
+                    return Ok(Delivery::DeadLettered { error: last });
+                }
+            }
+        }
+        Ok(if relayed {
+            Delivery::Relayed
+        } else {
+            Delivery::Dropped
+        })
+    }
+
+    /// Invoke an agent as Lambda does an async invocation: retried, with
+    /// the last error when every attempt failed.
+    async fn invoke_retrying(&self, agent: &AgentRunner, input: &Value) -> Result<bool, String> {
         let mut last = String::new();
         for attempt in 0..self.options.agent_attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
-            match agent.invoke(envelope).await {
-                Ok(true) => return Ok(Delivery::Relayed),
-                Ok(false) => return Ok(Delivery::Dropped),
+            match agent.invoke(input).await {
+                Ok(relayed) => return Ok(relayed),
                 Err(e) => last = e,
             }
         }
-        let sender = self.sender(account, region)?;
-        sender
-            .sqs
-            .send_message()
-            .queue_url(&sender.agent_dlq_url)
-            .message_body(envelope.to_string())
-            .message_attributes(
-                "ErrorMessage",
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(last.chars().take(1000).collect::<String>())
-                    .build()?,
-            )
+        Err(last)
+    }
+
+    /// What the follow rule matching this event's access key delivers,
+    /// when an agent has installed one in the event's account and region:
+    /// its target's input template, filled in as EventBridge does.
+    async fn follow_input(&self, sender: &Sender, envelope: &Value) -> Result<Option<Value>> {
+        let Some(key) = envelope["detail"]["userIdentity"]["accessKeyId"]
+            .as_str()
+            .filter(|k| k.starts_with("ASIA"))
+        else {
+            return Ok(None);
+        };
+        let rule = glasswatch_core::follow::rule_name(&self.name_prefix, key);
+        let targets = match sender
+            .events
+            .list_targets_by_rule()
+            .rule(&rule)
             .send()
             .await
-            .context("send to the agent DLQ")?;
-        Ok(Delivery::DeadLettered { error: last })
+        {
+            Ok(out) => out.targets.unwrap_or_default(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "ListTargetsByRule {rule} in {}/{}",
+                    sender.account, sender.region
+                )));
+            }
+        };
+        let Some(template) = targets
+            .iter()
+            .find_map(|t| t.input_transformer().map(|i| i.input_template().to_owned()))
+        else {
+            return Ok(None);
+        };
+        let filled = template
+            .replace("<aws.events.event.json>", &envelope.to_string())
+            .replace("<aws.events.rule-name>", &rule);
+        serde_json::from_str(&filled)
+            .map(Some)
+            .with_context(|| format!("the input template of {rule} is not JSON once filled"))
+    }
+
+    /// What the central bus's follow rule and the follow topic do with a
+    /// signal that carries `follow`: hand the instruction to the agents of
+    /// the account it names, in every region, as SNS invokes them.
+    async fn publish_follow(&self, envelope: &Value) -> Result<()> {
+        let follow = &envelope["detail"]["follow"];
+        let Some(account) = follow["account"].as_str() else {
+            return Ok(());
+        };
+        let sns = json!({"Records": [{
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "Sns": {
+                "Type": "Notification",
+                "TopicArn": format!("arn:aws:sns:{}:{}:{}-follow", self.org.audit_region(), self.org.audit, self.name_prefix),
+                "Message": follow.to_string(),
+            }
+        }]});
+        for region in &self.org.regions {
+            if self
+                .senders
+                .contains_key(&(account.to_owned(), region.clone()))
+            {
+                let agent = self.agent(account, region).await?;
+                self.invoke_retrying(&agent, &sns).await.map_err(|e| {
+                    anyhow::anyhow!("the agent of {account}/{region} refused a follow: {e}")
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// [`deliver`](Self::deliver) every envelope at once, as events from
@@ -754,6 +887,7 @@ impl Pipeline {
                             .context("outbox message")?;
                     envelope["account"] = Value::from(sender.account.as_str());
                     envelope["region"] = Value::from(sender.region.as_str());
+                    self.publish_follow(&envelope).await?;
                     self.audit_sqs
                         .send_message()
                         .queue_url(&self.queue_url)

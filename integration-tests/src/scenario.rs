@@ -77,6 +77,8 @@ pub const ROOT: &str = "root sign-in";
 pub const CHAIN: &str = "break-glass chain";
 pub const SSO: &str = "Identity Center break-glass";
 pub const TAMPER: &str = "trail stopped";
+/// [`Scenario::role_chain_out`]'s session.
+pub const CHAIN_OUT: &str = "role chain out of the session";
 
 /// One CloudTrail event of the scenario, as EventBridge hands it to the
 /// agent of its account and region.
@@ -228,6 +230,11 @@ const KEY_DEV_ROLE: &str = "ASIAGWSCN2BGROLEDEV0";
 const KEY_SSO: &str = "ASIAGWSCN3SSOADMIN00";
 const KEY_DEPLOY_BOT: &str = "ASIAGWSCN4DEPLOYBOT0";
 const KEY_APP_DEPLOY: &str = "ASIAGWSCN5APPDEPLOY0";
+const KEY_CHAIN_ROLE: &str = "ASIAGWSCN6BGCHAINOUT";
+const KEY_ONWARD: &str = "ASIAGWSCN7ONWARDHOP0";
+const KEY_UNFOLLOWED: &str = "ASIAGWSCN8UNFOLLOWED";
+/// An unwatched role a break-glass session chains into.
+const ONWARD_ROLE: &str = "OrganizationAccountAccessRole";
 
 const BG_USER: &str = "break-glass-1";
 const BG_USER_ID: &str = "AIDAGWSCENARIOBG1USR";
@@ -729,6 +736,92 @@ impl Scenario {
             vars,
         }
         .build(start, salt)
+    }
+
+    /// A break-glass role leaving its session by a role chain: in `prod`,
+    /// `BreakGlassRole` assumes `OrganizationAccountAccessRole` in `dev`
+    /// (an unwatched role), and that role lists IAM users in one region
+    /// and describes instances in the other; last, noise: an unrelated
+    /// session of the same role in `dev`, which nothing follows.
+    pub fn role_chain_out(org: &Org, start: i64, salt: &str) -> Result<Vec<ScenarioEvent>> {
+        let (us, eu) = (crate::org::OTHER_REGION, crate::org::AUDIT_REGION);
+        let created = rfc3339(start)?;
+        let hop_created = rfc3339(start + 60)?;
+        let expiration = rfc3339(start + 60 + 3600)?;
+        let onward = |key: &str, source: &str, name: &str| {
+            v(&[
+                ("role", ONWARD_ROLE),
+                ("role_path", ""),
+                ("session", "break-glass-hop"),
+                ("key", key),
+                ("created", &hop_created),
+                ("event_source", source),
+                ("event_name", name),
+                ("read_only", "true"),
+                ("request", "null"),
+            ])
+        };
+        let step = |label, template, account: &String, region, offset, session, vars| Step {
+            label,
+            template,
+            account: account.clone(),
+            region,
+            offset,
+            session,
+            vars,
+        };
+        [
+            step(
+                "chain-out-assume",
+                "assume-role-by-role",
+                &org.prod,
+                us,
+                60,
+                Some(CHAIN_OUT),
+                v(&[
+                    ("role", BG_ROLE),
+                    ("session", BG_SESSION),
+                    ("key", KEY_CHAIN_ROLE),
+                    ("created", &created),
+                    ("target_account", &org.dev),
+                    ("target_role", ONWARD_ROLE),
+                    ("target_session", "break-glass-hop"),
+                    ("issued_key", KEY_ONWARD),
+                    ("shared_event_id", &format!("{salt}-chain-out-shared")),
+                    ("expiration", &expiration),
+                ]),
+            ),
+            step(
+                "chain-out-list-users",
+                "role-call",
+                &org.dev,
+                us,
+                120,
+                Some(CHAIN_OUT),
+                onward(KEY_ONWARD, "iam.amazonaws.com", "ListUsers"),
+            ),
+            step(
+                "chain-out-describe-instances",
+                "role-call",
+                &org.dev,
+                eu,
+                180,
+                Some(CHAIN_OUT),
+                onward(KEY_ONWARD, "ec2.amazonaws.com", "DescribeInstances"),
+            ),
+            step(
+                "noise-unfollowed-session",
+                "role-call",
+                &org.dev,
+                us,
+                200,
+                None,
+                onward(KEY_UNFOLLOWED, "iam.amazonaws.com", "ListUsers"),
+            ),
+        ]
+        .into_iter()
+        .map(|s| s.build(start, salt))
+        .collect()
     }
 
     /// Compare stored sessions with [`expected_sessions`](Self::expected_sessions):

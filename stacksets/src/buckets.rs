@@ -5,12 +5,14 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumMode;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
 };
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::aws::partition;
 use crate::error::{DeployError, aws, code_of};
@@ -55,20 +57,37 @@ fn same_json(a: &str, b: &str) -> bool {
 
 /// Create the bucket with its settings, or bring an existing one's policy
 /// up to date.
+///
+/// `owner` is the deployer's account: bucket names are global, and one of
+/// this name in another account (taken first by someone else) is refused,
+/// never written to or read from.
 pub async fn ensure_bucket(
     client: &Client,
     bucket: &str,
+    owner: &str,
     region: &str,
     organization_id: &str,
     tls_only: bool,
 ) -> Result<Outcome, DeployError> {
     let policy = bucket_policy(bucket, region, organization_id, tls_only);
-    let exists = match client.head_bucket().bucket(bucket).send().await {
+    let exists = match client
+        .head_bucket()
+        .bucket(bucket)
+        .expected_bucket_owner(owner)
+        .send()
+        .await
+    {
         Ok(_) => true,
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+            return Err(DeployError::ConfigMismatch(format!(
+                "bucket {bucket} exists but not in account {owner}, or this identity may not read it (s3:ListBucket); Glasswatch never puts code in a bucket it does not own: delete the bucket, or deploy with another `deploy.name_prefix`"
+            )));
+        }
         Err(e) => return Err(aws("s3:ListBucket", e)),
     };
     if exists {
+        ensure_versioning(client, bucket, owner).await?;
         let current = match client.get_bucket_policy().bucket(bucket).send().await {
             Ok(out) => out.policy.unwrap_or_default(),
             Err(e) if code_of(&e) == Some("NoSuchBucketPolicy") => String::new(),
@@ -123,9 +142,27 @@ pub async fn ensure_bucket(
         .send()
         .await
         .map_err(|e| aws("s3:PutEncryptionConfiguration", e))?;
+    ensure_versioning(client, bucket, owner).await?;
+    put_policy(client, bucket, &policy).await?;
+    Ok(Outcome::Created)
+}
+
+/// Versioning on: the stacks pin the version of the code they run.
+async fn ensure_versioning(client: &Client, bucket: &str, owner: &str) -> Result<(), DeployError> {
+    let current = client
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .expected_bucket_owner(owner)
+        .send()
+        .await
+        .map_err(|e| aws("s3:GetBucketVersioning", e))?;
+    if current.status() == Some(&BucketVersioningStatus::Enabled) {
+        return Ok(());
+    }
     client
         .put_bucket_versioning()
         .bucket(bucket)
+        .expected_bucket_owner(owner)
         .versioning_configuration(
             VersioningConfiguration::builder()
                 .status(BucketVersioningStatus::Enabled)
@@ -134,8 +171,7 @@ pub async fn ensure_bucket(
         .send()
         .await
         .map_err(|e| aws("s3:PutBucketVersioning", e))?;
-    put_policy(client, bucket, &policy).await?;
-    Ok(Outcome::Created)
+    Ok(())
 }
 
 fn invalid(operation: &'static str, e: aws_sdk_s3::error::BuildError) -> DeployError {
@@ -157,28 +193,76 @@ async fn put_policy(client: &Client, bucket: &str, policy: &str) -> Result<(), D
     Ok(())
 }
 
-/// Upload `zip` under `key` unless it is there already.
+/// The object metadata key holding a code zip's SHA-256 (hex).
+pub const SHA256_METADATA: &str = "glasswatch-sha256";
+
+/// A code zip in its bucket: what deploy did, and the version the stacks
+/// pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub outcome: Outcome,
+    pub version: String,
+}
+
+/// Upload `zip` under `key` unless the same bytes are there already. An
+/// object under the key whose checksum differs (written by someone else:
+/// the key is the content's hash) is replaced by a new version, reported
+/// as `Updated`. Returns the version that holds these bytes.
 pub async fn upload(
     client: &Client,
     bucket: &str,
+    owner: &str,
     key: &str,
     zip: &[u8],
-) -> Result<Outcome, DeployError> {
-    match client.head_object().bucket(bucket).key(key).send().await {
-        Ok(_) => return Ok(Outcome::Unchanged),
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
+) -> Result<Uploaded, DeployError> {
+    let digest = Sha256::digest(zip);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let outcome = match client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .expected_bucket_owner(owner)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+    {
+        Ok(head) => {
+            let stored = head
+                .metadata()
+                .and_then(|m| m.get(SHA256_METADATA))
+                .map(String::as_str);
+            if stored == Some(hex.as_str())
+                && head.content_length() == i64::try_from(zip.len()).ok()
+                && let Some(version) = head.version_id()
+            {
+                return Ok(Uploaded {
+                    outcome: Outcome::Unchanged,
+                    version: version.to_owned(),
+                });
+            }
+            Outcome::Updated
+        }
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Outcome::Created,
         Err(e) => return Err(aws("s3:GetObject", e)),
-    }
-    client
+    };
+    let put = client
         .put_object()
         .bucket(bucket)
         .key(key)
+        .expected_bucket_owner(owner)
         .body(ByteStream::from(zip.to_vec()))
         .content_type("application/zip")
+        .checksum_sha256(aws_smithy_types::base64::encode(digest))
+        .metadata(SHA256_METADATA, &hex)
         .send()
         .await
         .map_err(|e| aws("s3:PutObject", e))?;
-    Ok(Outcome::Created)
+    let version = put.version_id().map(str::to_owned).ok_or_else(|| {
+        DeployError::ConfigMismatch(format!(
+            "bucket {bucket} keeps no object versions, so the stacks cannot pin their code; turn versioning on (`aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`)"
+        ))
+    })?;
+    Ok(Uploaded { outcome, version })
 }
 
 /// Empty the bucket, every version of every object, then delete it.

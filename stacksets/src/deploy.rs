@@ -3,7 +3,7 @@
 //! the management account's own stacks. Every step compares before it
 //! writes, so a second run with nothing changed writes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_config::SdkConfig;
 use aws_sdk_account::types::RegionOptStatus;
@@ -15,6 +15,7 @@ use crate::buckets::{ensure_bucket, upload};
 use crate::error::{DeployError, STACKSETS_PRINCIPAL, aws, code_of};
 use crate::render::{
     Artifacts, Blueprint, agent_parameters, artifact_bucket, artifact_key, audit_parameters,
+    pin_code_versions,
 };
 use crate::stacks::{
     Caller, Instance, Outcome, Place, StackSetSpec, ensure_instances, ensure_stack,
@@ -151,7 +152,7 @@ pub async fn regions_with(
         }
     }
     if config.organization.regions.is_empty() {
-        return Ok(enabled.into_iter().collect());
+        return with_global_events_region(enabled.into_iter().collect(), config);
     }
     if known {
         for region in &config.organization.regions {
@@ -163,7 +164,24 @@ pub async fn regions_with(
             }
         }
     }
-    Ok(config.organization.regions.clone())
+    with_global_events_region(config.organization.regions.clone(), config)
+}
+
+/// Refuse a set of regions without the one where CloudTrail delivers the
+/// global services' events: IAM, global STS and root sign-in would go
+/// unseen.
+fn with_global_events_region(
+    regions: Vec<String>,
+    config: &Config,
+) -> Result<Vec<String>, DeployError> {
+    let global = glasswatch_core::config::global_events_region(&config.organization.audit_region);
+    if regions.iter().any(|r| r == global) {
+        return Ok(regions);
+    }
+    Err(DeployError::ConfigMismatch(format!(
+        "{global} is not among the regions to cover ({}): CloudTrail delivers IAM, global STS, Organizations and root sign-in events only there; enable {global}, or list it in `organization.regions`",
+        regions.join(", ")
+    )))
 }
 
 /// An active account the StackSet will reach.
@@ -429,7 +447,10 @@ pub async fn deploy(
     let artifacts = plan.artifacts.artifacts();
     let org_id = &plan.identity.organization_id;
 
-    // 1. Buckets and code, one bucket per region.
+    // 1. Buckets and code, one bucket per region. The stacks pin the
+    // version of each zip they run.
+    let mut agent_versions = BTreeMap::new();
+    let mut aggregator_versions = BTreeMap::new();
     progress.start("artifact buckets", plan.regions.len() as u64);
     for region in &plan.regions {
         let sdk = in_region(&access.deployer, region);
@@ -438,7 +459,8 @@ pub async fn deploy(
         let tls_only = !sdk
             .endpoint_url()
             .is_some_and(|url| url.starts_with("http://"));
-        let outcome = ensure_bucket(&client, &bucket, region, org_id, tls_only).await?;
+        let owner = &plan.identity.account;
+        let outcome = ensure_bucket(&client, &bucket, owner, region, org_id, tls_only).await?;
         changes.push(Change {
             what: format!("bucket {bucket}"),
             outcome,
@@ -448,15 +470,34 @@ pub async fn deploy(
             uploads.push(("aggregator", &artifacts.aggregator_key, &zips.aggregator));
         }
         for (what, key, zip) in uploads {
-            let outcome = upload(&client, &bucket, key, zip).await?;
+            let uploaded = upload(&client, &bucket, owner, key, zip).await?;
+            if uploaded.outcome == Outcome::Updated {
+                progress.note(&format!(
+                    "s3://{bucket}/{key} held other bytes than its name says (written by someone else?); replaced by version {}",
+                    uploaded.version
+                ));
+            }
             changes.push(Change {
                 what: format!("{what} code s3://{bucket}/{key}"),
-                outcome,
+                outcome: uploaded.outcome,
             });
+            let versions = if what == "agent" {
+                &mut agent_versions
+            } else {
+                &mut aggregator_versions
+            };
+            versions.insert(region.clone(), uploaded.version);
         }
         progress.advance(region);
     }
     progress.finish(&summary(&changes));
+    let agent_template =
+        pin_code_versions(&blueprint.agent_template, "AgentCodeKey", &agent_versions)?;
+    let audit_template = pin_code_versions(
+        &blueprint.audit_template,
+        "AggregatorCodeKey",
+        &aggregator_versions,
+    )?;
 
     // 2. The audit stack.
     progress.start("audit stack", 1);
@@ -469,8 +510,8 @@ pub async fn deploy(
     let (outcome, audit) = ensure_stack(
         &cloudformation(&audit_sdk),
         &plan.audit_stack,
-        &blueprint.audit_template,
-        &audit_parameters(config, org_id, &artifacts),
+        &audit_template,
+        &audit_parameters(config, org_id, &plan.regions, &artifacts),
         &place,
         waiting,
     )
@@ -495,6 +536,7 @@ pub async fn deploy(
             })
     };
     let bus_arn = output("BusArn")?;
+    let follow_topic_arn = output("FollowTopicArn")?;
     let table = output("TableName")?;
     progress.advance(&plan.audit_stack);
     progress.finish(&outcome.to_string());
@@ -527,12 +569,12 @@ pub async fn deploy(
 
     // 3. The StackSet and its instances.
     progress.start("StackSet", 2);
-    let params = agent_parameters(config, blueprint, &bus_arn, &artifacts);
+    let params = agent_parameters(config, blueprint, &bus_arn, &follow_topic_arn, &artifacts);
     let home = in_region(&access.deployer, &plan.audit_region);
     let cf = cloudformation(&home);
     let spec = StackSetSpec {
         name: &plan.stack_set,
-        template: &blueprint.agent_template,
+        template: &agent_template,
         params: &params,
         caller: plan.identity.caller,
         target_ous: &plan.target_ous,
@@ -564,7 +606,7 @@ pub async fn deploy(
         for region in &plan.regions {
             let client = cloudformation(&in_region(management, region));
             let stack = blueprint.agent_stack();
-            let template = blueprint.agent_template.clone();
+            let template = agent_template.clone();
             let params = params.clone();
             let place = Place {
                 account: plan.identity.management_account.clone(),
@@ -716,7 +758,9 @@ pub fn delegation_policy(
     Ok(Some(policy.to_string()))
 }
 
-async fn ensure_list_accounts_delegation(
+/// Add the statement letting the audit account list the organization's
+/// accounts to the organization's resource policy, unless it is there.
+pub async fn ensure_list_accounts_delegation(
     orgs: &aws_sdk_organizations::Client,
     audit_account: &str,
     region: &str,

@@ -77,6 +77,16 @@ pub enum DeployError {
     Timeout { what: String, minutes: u64 },
     #[error("{0}")]
     Blueprint(#[from] crate::render::BlueprintError),
+    #[error(
+        "the endpoint does not support `{operation}` (HTTP {status}, {returned}): the API is missing there, this is not a permission problem.\n  hint: {hint}"
+    )]
+    Unsupported {
+        operation: &'static str,
+        status: u16,
+        /// What came back instead of an AWS error, in a few words.
+        returned: &'static str,
+        hint: &'static str,
+    },
     #[error("{operation} failed: {message}")]
     Aws {
         operation: &'static str,
@@ -122,6 +132,21 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let code = code_of(&e).unwrap_or_default().to_owned();
+    let raw = match &e {
+        SdkError::ServiceError(service) => Some(service.raw()),
+        SdkError::ResponseError(response) => Some(response.raw()),
+        _ => None,
+    };
+    if let Some(raw) = raw
+        && let Some(returned) = unsupported(&code, raw.status().as_u16(), raw.body().bytes())
+    {
+        return DeployError::Unsupported {
+            operation,
+            status: raw.status().as_u16(),
+            returned,
+            hint: way_around(operation),
+        };
+    }
     let message = match &e {
         SdkError::ServiceError(service) if service.err().message().is_some() => {
             service.err().message().unwrap_or_default().to_owned()
@@ -134,6 +159,47 @@ where
         other => aws_sdk_cloudformation::error::DisplayErrorContext(other).to_string(),
     };
     classify(operation, code, message)
+}
+
+/// Whether an answer says the endpoint lacks the API (an emulator, a proxy,
+/// a partition without the service), and what it returned instead: an
+/// HTML page, a "not implemented" code, or a 404/501 with no error code.
+fn unsupported(code: &str, status: u16, body: Option<&[u8]>) -> Option<&'static str> {
+    let body = body.unwrap_or_default().trim_ascii_start();
+    if matches!(
+        code,
+        "NotImplemented"
+            | "NotImplementedException"
+            | "UnknownOperationException"
+            | "InvalidAction"
+    ) {
+        return Some("an unknown-operation error");
+    }
+    if !code.is_empty() {
+        return None;
+    }
+    if body.starts_with(b"<") && !body.starts_with(b"<?xml") && !body.starts_with(b"<Error") {
+        return Some("an HTML page instead of an AWS error");
+    }
+    matches!(status, 404 | 501).then_some("no AWS error code")
+}
+
+/// The flag or step that goes around a missing API.
+fn way_around(operation: &str) -> &'static str {
+    match operation {
+        "organizations:DescribeResourcePolicy" | "organizations:PutResourcePolicy" => {
+            "run deploy again with --skip-list-accounts-delegation; then, from the management account, allow the audit account organizations:ListAccounts in the organization's resource policy (`aws organizations put-resource-policy`, see the README), or leave it: the aggregator then keeps the last account list it saw"
+        }
+        "account:ListRegions" => {
+            "list the regions to cover in `organization.regions` of glasswatch.toml; deploy then goes on without checking that they are enabled"
+        }
+        "organizations:ListDelegatedAdministrators" => {
+            "run deploy with the management account's credentials (--profile), which needs no delegated-administrator check"
+        }
+        _ => {
+            "this endpoint is not full AWS (check AWS_ENDPOINT_URL and --profile); deploy to AWS itself, or run `cargo xtask demo` for the whole system on local emulation"
+        }
+    }
 }
 
 fn classify(operation: &'static str, code: String, message: String) -> DeployError {
@@ -193,6 +259,25 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("aws cloudformation activate-organizations-access")
+        );
+    }
+
+    #[test]
+    fn a_missing_api_is_named_with_the_way_around_it() {
+        assert_eq!(
+            unsupported(
+                "",
+                404,
+                Some(b"\n<!doctype html><html><body>Not Found</body></html>")
+            ),
+            Some("an HTML page instead of an AWS error")
+        );
+        assert_eq!(unsupported("", 501, None), Some("no AWS error code"));
+        assert!(unsupported("AccessDenied", 403, Some(b"<html>")).is_none());
+        assert!(unsupported("", 500, Some(b"<Error><Code>x</Code></Error>")).is_none());
+        assert!(
+            way_around("organizations:DescribeResourcePolicy")
+                .contains("--skip-list-accounts-delegation")
         );
     }
 

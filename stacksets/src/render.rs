@@ -2,6 +2,7 @@
 //! agent template with its generated rules, stack parameters, names, and the
 //! content-addressed artifact keys.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use glasswatch_core::config::{Config, LambdaArchitecture};
@@ -166,6 +167,8 @@ pub enum BlueprintError {
         "a template with its {rules} generated rules is {size} bytes, over CloudFormation's {MAX_TEMPLATE_BODY}; shorten the watch list (fewer or wildcard entries)"
     )]
     TooLarge { rules: usize, size: usize },
+    #[error("the template has no single `S3Key: !Ref {0}` under Resources to pin its version to")]
+    Unpinnable(String),
 }
 
 impl Blueprint {
@@ -214,6 +217,37 @@ pub fn artifact_bucket(bucket_prefix: &str, region: &str) -> String {
     format!("{bucket_prefix}-{region}")
 }
 
+/// The template with the code version each region runs pinned: a
+/// `CodeVersions` mapping (region to S3 object version) and an
+/// `S3ObjectVersion` beside the `S3Key` taken from `key_parameter`. A
+/// replaced object is then a new version the stacks do not run until
+/// deploy pins it.
+pub fn pin_code_versions(
+    template: &str,
+    key_parameter: &str,
+    versions: &BTreeMap<String, String>,
+) -> Result<String, BlueprintError> {
+    let key_line = format!("        S3Key: !Ref {key_parameter}\n");
+    if template.matches(&key_line).count() != 1 || template.matches("\nResources:\n").count() != 1 {
+        return Err(BlueprintError::Unpinnable(key_parameter.to_owned()));
+    }
+    let mut mapping = String::from("Mappings:\n  CodeVersions:\n");
+    for (region, version) in versions {
+        // JSON strings are YAML double-quoted scalars.
+        let quoted = serde_json::Value::from(version.as_str()).to_string();
+        let _ = write!(mapping, "    {region}:\n      Version: {quoted}\n");
+    }
+    Ok(template
+        .replacen("\nResources:\n", &format!("\n{mapping}\nResources:\n"), 1)
+        .replacen(
+            &key_line,
+            &format!(
+                "{key_line}        S3ObjectVersion: !FindInMap [CodeVersions, !Ref \"AWS::Region\", Version]\n"
+            ),
+            1,
+        ))
+}
+
 /// The content-addressed key of a Lambda zip: a changed zip is a new key,
 /// which is what rolls new code out through the StackSet.
 pub fn artifact_key(function: &str, zip: &[u8]) -> String {
@@ -260,6 +294,7 @@ pub struct Artifacts {
 pub fn audit_parameters(
     config: &Config,
     organization_id: &str,
+    regions: &[String],
     artifacts: &Artifacts,
 ) -> Parameters {
     let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
@@ -267,6 +302,7 @@ pub fn audit_parameters(
         p("NamePrefix", &config.deploy.name_prefix),
         p("WatchJson", &config.watch_env_json()),
         p("OrganizationId", organization_id),
+        p("TargetRegions", &regions.join(",")),
         p("ArtifactBucketPrefix", &artifacts.bucket_prefix),
         p("AggregatorCodeKey", &artifacts.aggregator_key),
         p(
@@ -295,12 +331,14 @@ pub fn agent_parameters(
     config: &Config,
     blueprint: &Blueprint,
     bus_arn: &str,
+    follow_topic_arn: &str,
     artifacts: &Artifacts,
 ) -> Parameters {
     let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     sorted(vec![
         p("NamePrefix", &blueprint.name_prefix),
         p("CentralBusArn", bus_arn),
+        p("FollowTopicArn", follow_topic_arn),
         p("WatchJson", &blueprint.watch_json),
         p("ArtifactBucketPrefix", &artifacts.bucket_prefix),
         p("AgentCodeKey", &artifacts.agent_key),
@@ -382,12 +420,32 @@ mod tests {
             agent_key: "a".into(),
             aggregator_key: "g".into(),
         };
-        let params = audit_parameters(&config, "o-abcdefghij", &artifacts);
+        let params = audit_parameters(
+            &config,
+            "o-abcdefghij",
+            &["us-east-1".into(), "eu-west-1".into()],
+            &artifacts,
+        );
+        assert!(params.contains(&("TargetRegions".into(), "us-east-1,eu-west-1".into())));
         assert!(params.contains(&("OrganizationId".into(), "o-abcdefghij".into())));
         assert!(
             !params.iter().any(|(_, v)| v.contains("xoxb")),
             "the Slack secret is referenced by name"
         );
+    }
+
+    #[test]
+    fn code_versions_are_pinned_per_region() {
+        let blueprint = Blueprint::of(&demo_config()).unwrap_or_else(|e| panic!("{e}"));
+        let versions = BTreeMap::from([
+            ("eu-west-1".to_owned(), "v1.eu".to_owned()),
+            ("us-east-1".to_owned(), "v2_us".to_owned()),
+        ]);
+        let pinned = pin_code_versions(&blueprint.agent_template, "AgentCodeKey", &versions)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(pinned.contains("Mappings:\n  CodeVersions:\n    eu-west-1:\n      Version: \"v1.eu\"\n    us-east-1:\n      Version: \"v2_us\"\n"), "{pinned}");
+        assert!(pinned.contains("        S3Key: !Ref AgentCodeKey\n        S3ObjectVersion: !FindInMap [CodeVersions, !Ref \"AWS::Region\", Version]\n"));
+        assert!(pin_code_versions(&blueprint.agent_template, "NoSuchKey", &versions).is_err());
     }
 
     #[test]

@@ -153,6 +153,11 @@ async fn assert_agent(sdk: &SdkConfig, bed: &Bed, bus_arn: &str, where_: &str) -
         Some(bus_arn),
         "{where_}"
     );
+    assert_eq!(
+        env.get("GLASSWATCH_FUNCTION_ARN").map(String::as_str),
+        Some(arn.as_str()),
+        "{where_}: the follow rules' target is the agent itself"
+    );
     assert!(
         configuration.role().is_some_and(|r| r.ends_with(&format!(
             "role/glasswatch-agent-{}",
@@ -320,6 +325,11 @@ async fn deploy_covers_every_account_and_region_and_a_second_run_changes_nothing
         .unwrap_or_default();
     assert_eq!(env.get("GLASSWATCH_TABLE"), Some(&report.table));
     assert_eq!(
+        env.get("GLASSWATCH_REGIONS").map(String::as_str),
+        Some(plan.regions.join(",").as_str()),
+        "heartbeats from regions deploy did not cover are refused"
+    );
+    assert_eq!(
         env.get("GLASSWATCH_SLACK_SECRET_ARN").map(String::as_str),
         Some(SECRET),
         "the secret is passed by name, never its value"
@@ -343,6 +353,61 @@ async fn deploy_covers_every_account_and_region_and_a_second_run_changes_nothing
     // A second run with nothing changed writes nothing.
     let (_, again) = run(&bed).await?;
     assert!(!again.changed(), "{:#?}", again.changes);
+
+    // Each stack runs the code version deploy uploaded, pinned.
+    let bucket =
+        glasswatch_stacksets::render::artifact_bucket(&plan.artifacts.bucket_prefix, "us-east-1");
+    let key = glasswatch_stacksets::render::artifact_key("agent", &bed.zips.agent);
+    let management = in_region(&bed.org.management_config, "us-east-1");
+    let s3 = aws_sdk_s3::Client::new(&management);
+    let pinned = |template: &str| -> Option<String> {
+        let at = template.find("    us-east-1:\n      Version: ")?;
+        let rest = &template[at + "    us-east-1:\n      Version: ".len()..];
+        Some(rest.lines().next()?.trim_matches('"').to_owned())
+    };
+    let management_template = || async {
+        let cf = aws_sdk_cloudformation::Client::new(&management);
+        anyhow::Ok(
+            cf.get_template()
+                .stack_name(bed.blueprint.agent_stack())
+                .send()
+                .await
+                .context("the management stack's template")?
+                .template_body
+                .unwrap_or_default(),
+        )
+    };
+    let first = s3.head_object().bucket(&bucket).key(&key).send().await?;
+    assert_eq!(
+        pinned(&management_template().await?).as_deref(),
+        first.version_id(),
+        "the stack pins the uploaded version"
+    );
+
+    // Someone overwrites the agent zip under its content-addressed key:
+    // the next run sees the checksum differ, puts the right bytes back as
+    // a new version and pins the stacks to it.
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(b"not the agent".to_vec().into())
+        .send()
+        .await?;
+    let (_, repaired) = run(&bed).await?;
+    let code = repaired
+        .changes
+        .iter()
+        .find(|c| c.what == format!("agent code s3://{bucket}/{key}"))
+        .context("the agent code change")?;
+    assert_eq!(code.outcome, Outcome::Updated, "{:#?}", repaired.changes);
+    let object = s3.get_object().bucket(&bucket).key(&key).send().await?;
+    let version = object.version_id().map(str::to_owned);
+    assert_eq!(
+        object.body.collect().await?.into_bytes().as_ref(),
+        bed.zips.agent.as_slice()
+    );
+    assert_ne!(version.as_deref(), first.version_id());
+    assert_eq!(pinned(&management_template().await?), version);
 
     // A new agent zip rolls out through a new code key.
     let bed = Bed {

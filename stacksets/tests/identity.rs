@@ -111,34 +111,54 @@ mod regions {
     }
 
     fn account() -> aws_sdk_account::Client {
-        let listed = mock!(aws_sdk_account::Client::list_regions).then_output(|| {
-            ListRegionsOutput::builder()
-                .regions(
+        account_with(&["eu-west-1", "us-east-1"])
+    }
+
+    /// An account where `enabled` are enabled and ap-east-1 is not.
+    fn account_with(enabled: &'static [&'static str]) -> aws_sdk_account::Client {
+        let listed = mock!(aws_sdk_account::Client::list_regions).then_output(move || {
+            let mut out = ListRegionsOutput::builder();
+            for name in enabled {
+                out = out.regions(
                     Region::builder()
-                        .region_name("eu-west-1")
+                        .region_name(*name)
                         .region_opt_status(RegionOptStatus::EnabledByDefault)
                         .build(),
-                )
-                .regions(
-                    Region::builder()
-                        .region_name("us-east-1")
-                        .region_opt_status(RegionOptStatus::EnabledByDefault)
-                        .build(),
-                )
-                .regions(
-                    Region::builder()
-                        .region_name("ap-east-1")
-                        .region_opt_status(RegionOptStatus::Disabled)
-                        .build(),
-                )
-                .build()
+                );
+            }
+            out.regions(
+                Region::builder()
+                    .region_name("ap-east-1")
+                    .region_opt_status(RegionOptStatus::Disabled)
+                    .build(),
+            )
+            .build()
         });
         mock_client!(aws_sdk_account, RuleMode::MatchAny, [&listed])
     }
 
     #[tokio::test]
+    async fn enabled_regions_without_us_east_1_are_refused_with_the_reason() {
+        let config = config("[]");
+        let error = regions_with(
+            &account_with(&["eu-west-1"]),
+            &config,
+            "210987654321",
+            &Silent,
+        )
+        .await
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, DeployError::ConfigMismatch(_)), "{text}");
+        assert!(
+            text.contains("us-east-1") && text.contains("root sign-in"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn an_opted_out_region_is_refused_with_how_to_enable_it() {
-        let config = config(r#"["eu-west-1", "ap-east-1"]"#);
+        let config = config(r#"["us-east-1", "eu-west-1", "ap-east-1"]"#);
         let error = regions_with(&account(), &config, "210987654321", &Silent)
             .await
             .unwrap_err();

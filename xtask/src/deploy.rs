@@ -63,6 +63,12 @@ pub struct DeployArgs {
     /// instead of building with cargo lambda.
     #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
+    /// Do not add the statement that lets the audit account list the
+    /// organization's accounts to the organization's resource policy (for
+    /// endpoints without Organizations resource policies, or to add it
+    /// yourself).
+    #[arg(long)]
+    pub skip_list_accounts_delegation: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,7 +227,10 @@ pub fn run_deploy(args: &DeployArgs) -> Result<ExitCode> {
             zips.as_ref(),
             args.dry_run,
             args.yes,
-            Options::default(),
+            Options {
+                delegate_list_accounts: !args.skip_list_accounts_delegation,
+                ..Options::default()
+            },
         )
         .await
     })
