@@ -332,6 +332,27 @@ struct Sender {
     agent_dlq_arn: String,
 }
 
+/// What Lambda does with an async invocation that failed every attempt:
+/// the event goes to the function's dead-letter queue, with the error.
+async fn dead_letter(sender: &Sender, input: &Value, error: &str) -> Result<()> {
+    sender
+        .sqs
+        .send_message()
+        .queue_url(&sender.agent_dlq_url)
+        .message_body(input.to_string())
+        .message_attributes(
+            "ErrorMessage",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(error.chars().take(1000).collect::<String>())
+                .build()?,
+        )
+        .send()
+        .await
+        .context("send to the agent DLQ")?;
+    Ok(())
+}
+
 impl Sender {
     /// The agent's function ARN as its stack spells it: the target of the
     /// follow rules it installs.
@@ -689,21 +710,7 @@ impl Pipeline {
             match self.invoke_retrying(&agent, input).await {
                 Ok(r) => relayed |= r,
                 Err(last) => {
-                    sender
-                        .sqs
-                        .send_message()
-                        .queue_url(&sender.agent_dlq_url)
-                        .message_body(input.to_string())
-                        .message_attributes(
-                            "ErrorMessage",
-                            MessageAttributeValue::builder()
-                                .data_type("String")
-                                .string_value(last.chars().take(1000).collect::<String>())
-                                .build()?,
-                        )
-                        .send()
-                        .await
-                        .context("send to the agent DLQ")?;
+                    dead_letter(sender, input, &last).await?;
                     return Ok(Delivery::DeadLettered { error: last });
                 }
             }
@@ -795,14 +802,13 @@ impl Pipeline {
             }
         }]});
         for region in &self.org.regions {
-            if self
-                .senders
-                .contains_key(&(account.to_owned(), region.clone()))
-            {
+            if let Ok(sender) = self.sender(account, region) {
                 let agent = self.agent(account, region).await?;
-                self.invoke_retrying(&agent, &sns).await.map_err(|e| {
-                    anyhow::anyhow!("the agent of {account}/{region} refused a follow: {e}")
-                })?;
+                // SNS invokes the agent asynchronously: Lambda retries,
+                // then puts the event in the function's DLQ.
+                if let Err(last) = self.invoke_retrying(&agent, &sns).await {
+                    dead_letter(sender, &sns, &last).await?;
+                }
             }
         }
         Ok(())

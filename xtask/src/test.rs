@@ -113,12 +113,27 @@ fn lint_templates(venv: &Venv) -> Result<()> {
     let config = crate::replay::load_config(&workspace_root().join("glasswatch.toml"))?;
     let blueprint = glasswatch_stacksets::render::Blueprint::of(&config)
         .map_err(|e| anyhow::anyhow!("glasswatch.toml: {e}"))?;
+    // With the code versions pinned, as deploy renders them once the zips
+    // are uploaded.
+    let versions: std::collections::BTreeMap<String, String> = config
+        .organization
+        .regions
+        .iter()
+        .map(|r| (r.clone(), "3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY".to_owned()))
+        .collect();
+    let pin = |template: &str, key: &str| {
+        glasswatch_stacksets::render::pin_code_versions(template, key, &versions)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
     let rendered = rendered_dir.join("agent-rendered.yaml");
-    std::fs::write(&rendered, &blueprint.agent_template)
+    std::fs::write(&rendered, pin(&blueprint.agent_template, "AgentCodeKey")?)
         .with_context(|| format!("cannot write {}", rendered.display()))?;
     let rendered_audit = rendered_dir.join("audit-rendered.yaml");
-    std::fs::write(&rendered_audit, &blueprint.audit_template)
-        .with_context(|| format!("cannot write {}", rendered_audit.display()))?;
+    std::fs::write(
+        &rendered_audit,
+        pin(&blueprint.audit_template, "AggregatorCodeKey")?,
+    )
+    .with_context(|| format!("cannot write {}", rendered_audit.display()))?;
     let mut templates: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
