@@ -12,6 +12,33 @@ use glasswatch_core::signal::{SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE, Signal, signal_
 use serde_json::Value;
 use test_support::{drain_queue, new_signal_bus, sdk_config};
 
+/// An agent on moto relaying to `bus_arn`, with `watch` and `more` of its
+/// environment.
+fn agent_on(
+    aws: &aws_config::SdkConfig,
+    bus_arn: &str,
+    watch: &str,
+    more: &[(&str, String)],
+) -> Agent {
+    let config = AgentConfig::from_lookup(|name| match name {
+        "GLASSWATCH_BUS_ARN" => Some(bus_arn.to_owned()),
+        "GLASSWATCH_WATCH" => Some(watch.to_owned()),
+        _ => more
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone()),
+    })
+    .unwrap();
+    let events = aws_sdk_eventbridge::Client::new(aws);
+    Agent {
+        config,
+        events: events.clone(),
+        cloudtrail: aws_sdk_cloudtrail::Client::new(aws),
+        sqs: aws_sdk_sqs::Client::new(aws),
+        local_events: events,
+    }
+}
+
 #[tokio::test]
 async fn signal_round_trips_through_a_moto_bus() {
     let aws = sdk_config("eu-west-1").await;
@@ -20,19 +47,7 @@ async fn signal_round_trips_through_a_moto_bus() {
     let (bus_arn, queue_url) = new_signal_bus(&events, &sqs, "gw-central").await.unwrap();
 
     let watch = r#"{"iam_users":["break-glass-1"],"roles":["BreakGlassRole"],"sso_permission_sets":[],"root_sign_in":true}"#;
-    let config = AgentConfig::from_lookup(|name| match name {
-        "GLASSWATCH_BUS_ARN" => Some(bus_arn.clone()),
-        "GLASSWATCH_WATCH" => Some(watch.to_owned()),
-        _ => None,
-    })
-    .unwrap();
-    let agent = Agent {
-        config,
-        events: events.clone(),
-        cloudtrail: aws_sdk_cloudtrail::Client::new(&aws),
-        sqs: aws_sdk_sqs::Client::new(&aws),
-        local_events: events.clone(),
-    };
+    let agent = agent_on(&aws, &bus_arn, watch, &[]);
     let fixture: Value = serde_json::from_str(include_str!(
         "../../core/tests/fixtures/12-assume-break-glass-role-cross-account.json"
     ))
@@ -88,21 +103,18 @@ async fn a_follow_instruction_installs_a_rule_that_the_heartbeat_removes_once_ex
         r#"{{"iam_users":["break-glass-1"],"roles":["BreakGlassRole"],"sso_permission_sets":[],"root_sign_in":true,"name_prefix":"{prefix}"}}"#
     );
     let function_arn = format!("arn:aws:lambda:eu-west-1:123456789012:function:{prefix}-agent");
-    let config = AgentConfig::from_lookup(|name| match name {
-        "GLASSWATCH_BUS_ARN" => Some(bus_arn.clone()),
-        "GLASSWATCH_WATCH" => Some(watch.clone()),
-        "GLASSWATCH_FUNCTION_ARN" => Some(function_arn.clone()),
-        "GLASSWATCH_DLQ_ARN" => Some("arn:aws:sqs:eu-west-1:123456789012:agent-dlq".to_owned()),
-        _ => None,
-    })
-    .unwrap();
-    let agent = Agent {
-        config,
-        events: events.clone(),
-        cloudtrail: aws_sdk_cloudtrail::Client::new(&aws),
-        sqs: sqs.clone(),
-        local_events: events.clone(),
-    };
+    let agent = agent_on(
+        &aws,
+        &bus_arn,
+        &watch,
+        &[
+            ("GLASSWATCH_FUNCTION_ARN", function_arn.clone()),
+            (
+                "GLASSWATCH_DLQ_ARN",
+                "arn:aws:sqs:eu-west-1:123456789012:agent-dlq".to_owned(),
+            ),
+        ],
+    );
     let key = format!("ASIAFOLLOW{:010}", fastrand::u64(..10_000_000_000));
     let until = 1_795_000_000;
     let sns = |account: &str| {

@@ -135,6 +135,27 @@ struct Step {
     vars: Vec<(&'static str, String)>,
 }
 
+/// A [`Step`] from its parts, in the order the scenario lists them.
+fn step(
+    label: &'static str,
+    template: &'static str,
+    account: &str,
+    region: &'static str,
+    offset: i64,
+    session: Option<&'static str>,
+    vars: Vec<(&'static str, String)>,
+) -> Step {
+    Step {
+        label,
+        template,
+        account: account.to_owned(),
+        region,
+        offset,
+        session,
+        vars,
+    }
+}
+
 impl Step {
     /// The event: its template filled in, in its EventBridge envelope.
     fn build(self, start: i64, salt: &str) -> Result<ScenarioEvent> {
@@ -262,15 +283,6 @@ impl Scenario {
         let prod_role_created = rfc3339(start + 180)?;
         let dev_role_created = rfc3339(start + 300)?;
         let sso_created = rfc3339(start + 640)?;
-        let step = |label, template, account: &String, region, offset, session, vars| Step {
-            label,
-            template,
-            account: account.clone(),
-            region,
-            offset,
-            session,
-            vars,
-        };
         let role_call = |role: &str,
                          session: &str,
                          key: &str,
@@ -760,15 +772,6 @@ impl Scenario {
                 ("read_only", "true"),
                 ("request", "null"),
             ])
-        };
-        let step = |label, template, account: &String, region, offset, session, vars| Step {
-            label,
-            template,
-            account: account.clone(),
-            region,
-            offset,
-            session,
-            vars,
         };
         [
             step(
