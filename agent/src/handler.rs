@@ -178,7 +178,7 @@ impl Agent {
             Some(_) => &event["detail"],
             None => event,
         };
-        let follow = follows(record, &detections).into_iter().next();
+        let follow = follows(record, &detections);
         let envelope = record.envelope.as_ref();
         let account = envelope
             .and_then(|e| e.account.as_deref())

@@ -529,9 +529,10 @@ pub fn classify(watch: &WatchList, record: &Record) -> Vec<Detection> {
     if findings.is_empty() {
         return Vec::new();
     }
+    let keys = correlation_keys(record);
     findings
         .into_iter()
-        .map(|f| detection_of(watch, record, f.kind, f.summary, f.target.as_deref()))
+        .map(|f| detection_with_keys(watch, record, f.kind, f.summary, f.target, keys.clone()))
         .collect()
 }
 
@@ -543,6 +544,27 @@ pub fn detection_of(
     kind: DetectionKind,
     summary: String,
     target: Option<&str>,
+) -> Detection {
+    let keys = correlation_keys(record);
+    detection_with_keys(
+        watch,
+        record,
+        kind,
+        summary,
+        target.map(str::to_owned),
+        keys,
+    )
+}
+
+/// [`detection_of`] with the record's keys already computed (once per
+/// record, whatever the number of findings).
+fn detection_with_keys(
+    watch: &WatchList,
+    record: &Record,
+    kind: DetectionKind,
+    summary: String,
+    target: Option<String>,
+    keys: Vec<CorrelationKey>,
 ) -> Detection {
     Detection {
         kind,
@@ -556,12 +578,12 @@ pub fn detection_of(
         region: record.region.clone(),
         principal: display_principal(record),
         principal_type: record.identity.kind.as_str().to_owned(),
-        target: target.map(str::to_owned),
+        target,
         source_ip: record.source_ip.clone(),
         mfa: mfa(record),
         user_agent: record.user_agent.clone(),
         error_code: record.error_code.clone(),
-        keys: correlation_keys(record),
+        keys,
     }
 }
 
@@ -1146,7 +1168,8 @@ fn mfa(record: &Record) -> Mfa {
     }
 }
 
-fn temporary_key(key: Option<&str>) -> Option<&str> {
+/// A temporary (STS-issued) access key: `ASIA…`.
+pub(crate) fn temporary_key(key: Option<&str>) -> Option<&str> {
     key.filter(|k| k.starts_with("ASIA"))
 }
 

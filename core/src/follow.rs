@@ -4,9 +4,10 @@
 //! the temporary keys a session takes. When a break-glass session assumes
 //! another role (any role, in any account) or issues itself federated or
 //! MFA-session credentials, the calls made with them would pass no
-//! pattern in the account where they act. So the aggregator, on storing
-//! such an event, asks the agents of that account (through one SNS topic,
-//! filtered by account) to **follow** the new key: each agent installs, in
+//! pattern in the account where they act. So the agent that sees such an
+//! event puts a [`Follow`] in its signal; the central bus routes it to one
+//! SNS topic, whose subscriptions are filtered by account, and the agents
+//! of that account **follow** the new key: each agent installs, in
 //! its own region, a rule matching `userIdentity.accessKeyId` = that key,
 //! which delivers the events to the agent wrapped as a [`Followed`]. The
 //! agent classifies a followed record as the activity of a break-glass
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::detect::{
     ASSUME_ROOT, Detection, DetectionKind, ROLE_ASSUMPTIONS, STS_CREDENTIAL_ISSUE,
-    display_principal, source,
+    display_principal, source, temporary_key,
 };
 use crate::record::Record;
 use crate::watch::parse_iam_arn;
@@ -69,10 +70,10 @@ pub struct FollowedKey {
     pub rule: String,
 }
 
-/// The follow instructions a stored event calls for: a successful role
+/// The follow instruction a flagged event calls for: a successful role
 /// assumption, `AssumeRoot`, federation or session token whose detections
 /// say a break-glass session (or a watched entry) took the credentials.
-pub fn follows(record: &Record, detections: &[Detection]) -> Vec<Follow> {
+pub fn follows(record: &Record, detections: &[Detection]) -> Option<Follow> {
     let interesting = detections.iter().any(|d| {
         !matches!(
             d.kind,
@@ -80,14 +81,9 @@ pub fn follows(record: &Record, detections: &[Detection]) -> Vec<Follow> {
         )
     });
     if !interesting || record.error_code.is_some() || record.event_source != source::STS {
-        return Vec::new();
+        return None;
     }
-    let Some(key) = record
-        .response_str(&["credentials", "accessKeyId"])
-        .filter(|k| k.starts_with("ASIA"))
-    else {
-        return Vec::new();
-    };
+    let key = temporary_key(record.response_str(&["credentials", "accessKeyId"]))?;
     let name = record.event_name.as_str();
     let account = if ROLE_ASSUMPTIONS.contains(&name) {
         record
@@ -101,21 +97,19 @@ pub fn follows(record: &Record, detections: &[Detection]) -> Vec<Follow> {
     } else {
         None
     };
-    let Some(account) = account.filter(|a| crate::config::is_account_id(a)) else {
-        return Vec::new();
-    };
+    let account = account.filter(|a| crate::config::is_account_id(a))?;
     let seconds = record
         .request_parameters
         .get("durationSeconds")
         .and_then(Value::as_i64)
         .unwrap_or(DEFAULT_SECONDS)
         .clamp(1, MAX_SECONDS);
-    vec![Follow {
+    Some(Follow {
         account: account.to_owned(),
         access_key: key.to_owned(),
         until: record.event_timestamp + seconds + GRACE_SECONDS,
         issued_by_event: record.event_id.clone(),
-    }]
+    })
 }
 
 /// The rule that follows `key`: `<prefix>-follow-<key>`.
@@ -243,36 +237,34 @@ mod tests {
         let hop = record(include_str!(
             "../tests/fixtures/66-sts-break-glass-role-chains-into-organization-access-role.json"
         ));
-        let found = follows(&hop, &crate::classify(&watch, &hop));
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].account, "777788889999");
-        assert_eq!(found[0].access_key, "ASIAW2LM9CHAINEDHOP2");
+        let found = follows(&hop, &crate::classify(&watch, &hop))
+            .unwrap_or_else(|| panic!("the hop is followed"));
+        assert_eq!(found.account, "777788889999");
+        assert_eq!(found.access_key, "ASIAW2LM9CHAINEDHOP2");
         assert_eq!(
-            found[0].until,
+            found.until,
             hop.event_timestamp + DEFAULT_SECONDS + GRACE_SECONDS
         );
         // Its description says until when the rule is needed.
-        assert_eq!(until_of(&description(&found[0])), Some(found[0].until));
+        assert_eq!(until_of(&description(&found)), Some(found.until));
         assert!(is_follow_rule(
             "glasswatch",
-            &rule_name("glasswatch", &found[0].access_key)
+            &rule_name("glasswatch", &found.access_key)
         ));
         assert!(!is_follow_rule("glasswatch", "glasswatch-signin"));
         // A federation token is followed in the caller's own account.
         let token = record(include_str!(
             "../tests/fixtures/68-sts-get-federation-token-by-break-glass-1.json"
         ));
-        let found = follows(&token, &crate::classify(&watch, &token));
-        assert_eq!(found[0].account, "444455556666");
-        assert_eq!(
-            found[0].until,
-            token.event_timestamp + 43_200 + GRACE_SECONDS
-        );
+        let found = follows(&token, &crate::classify(&watch, &token))
+            .unwrap_or_else(|| panic!("the token is followed"));
+        assert_eq!(found.account, "444455556666");
+        assert_eq!(found.until, token.event_timestamp + 43_200 + GRACE_SECONDS);
         // A failed assumption issues nothing.
         let denied = record(include_str!(
             "../tests/fixtures/16-assume-break-glass-role-access-denied.json"
         ));
-        assert!(follows(&denied, &crate::classify(&watch, &denied)).is_empty());
+        assert!(follows(&denied, &crate::classify(&watch, &denied)).is_none());
     }
 
     fn followed(key: &str, event: Value) -> Followed {

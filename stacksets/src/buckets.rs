@@ -215,8 +215,7 @@ pub async fn upload(
     key: &str,
     zip: &[u8],
 ) -> Result<Uploaded, DeployError> {
-    let digest = Sha256::digest(zip);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::render::sha256_hex(zip);
     let outcome = match client
         .head_object()
         .bucket(bucket)
@@ -252,7 +251,7 @@ pub async fn upload(
         .expected_bucket_owner(owner)
         .body(ByteStream::from(zip.to_vec()))
         .content_type("application/zip")
-        .checksum_sha256(aws_smithy_types::base64::encode(digest))
+        .checksum_sha256(aws_smithy_types::base64::encode(Sha256::digest(zip)))
         .metadata(SHA256_METADATA, &hex)
         .send()
         .await

@@ -465,11 +465,21 @@ pub async fn deploy(
             what: format!("bucket {bucket}"),
             outcome,
         });
-        let mut uploads = vec![("agent", &artifacts.agent_key, &zips.agent)];
+        let mut uploads = vec![(
+            "agent",
+            &artifacts.agent_key,
+            &zips.agent,
+            &mut agent_versions,
+        )];
         if region == &plan.audit_region {
-            uploads.push(("aggregator", &artifacts.aggregator_key, &zips.aggregator));
+            uploads.push((
+                "aggregator",
+                &artifacts.aggregator_key,
+                &zips.aggregator,
+                &mut aggregator_versions,
+            ));
         }
-        for (what, key, zip) in uploads {
+        for (what, key, zip, versions) in uploads {
             let uploaded = upload(&client, &bucket, owner, key, zip).await?;
             if uploaded.outcome == Outcome::Updated {
                 progress.note(&format!(
@@ -481,11 +491,6 @@ pub async fn deploy(
                 what: format!("{what} code s3://{bucket}/{key}"),
                 outcome: uploaded.outcome,
             });
-            let versions = if what == "agent" {
-                &mut agent_versions
-            } else {
-                &mut aggregator_versions
-            };
             versions.insert(region.clone(), uploaded.version);
         }
         progress.advance(region);

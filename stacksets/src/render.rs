@@ -251,12 +251,16 @@ pub fn pin_code_versions(
 /// The content-addressed key of a Lambda zip: a changed zip is a new key,
 /// which is what rolls new code out through the StackSet.
 pub fn artifact_key(function: &str, zip: &[u8]) -> String {
-    let digest = Sha256::digest(zip);
+    format!("{function}/{}.zip", sha256_hex(zip))
+}
+
+/// SHA-256 of `data`, lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
     let mut hex = String::with_capacity(64);
-    for byte in digest {
+    for byte in Sha256::digest(data) {
         let _ = write!(hex, "{byte:02x}");
     }
-    format!("{function}/{hex}.zip")
+    hex
 }
 
 pub fn architecture_name(arch: LambdaArchitecture) -> &'static str {
