@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::prefilter::{Prefilter, risky_escape};
 use crate::record::{MAX_RECORD_BYTES, Record, RecordError};
 
 /// A single JSON document (not JSON Lines, not a log file) larger than this
@@ -55,24 +56,135 @@ pub fn for_each_record<R: Read>(reader: R, mut each: impl FnMut(Item)) -> Result
     })
 }
 
+/// Like [`for_each_record`], for the log-file path at speed: a CloudTrail
+/// log file's record that `prefilter` rules out is not parsed, and `each`
+/// gets `None` for it (it cannot be flagged, so no verdict changes; a
+/// malformed one goes unreported). Records of other inputs (JSON Lines,
+/// single documents, written by people and tools) are all parsed.
+pub fn for_each_candidate<R: Read>(
+    reader: R,
+    prefilter: &Prefilter,
+    mut each: impl FnMut(Position, Option<Result<Record, RecordError>>),
+) -> Result<(), InputError> {
+    let mut filter = Filter {
+        prefilter,
+        scratch: Vec::new(),
+        hits: Vec::new(),
+    };
+    decode(reader, Some(&mut filter), &mut |position, doc| match doc {
+        Doc::Text(bytes) => each(position, Some(Record::from_slice(bytes))),
+        Doc::Bad(e) => each(position, Some(Err(e))),
+        Doc::Skipped => each(position, None),
+    })
+}
+
+/// Decompress `reader` as [`for_each_document`] does (the same inflater
+/// and buffers) and do nothing else: the floor the decoder is measured
+/// against. Returns how many bytes it held.
+pub fn inflate_only<R: Read>(reader: R) -> Result<u64, InputError> {
+    let mut buffered = BufReader::with_capacity(BUFFER, reader);
+    let mut inner: Box<dyn BufRead> = if buffered.fill_buf()?.starts_with(&GZIP_MAGIC) {
+        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
+        Box::new(BufReader::with_capacity(BUFFER, decoder))
+    } else {
+        Box::new(buffered)
+    };
+    let mut total = 0u64;
+    loop {
+        let n = inner.fill_buf()?.len();
+        if n == 0 {
+            return Ok(total);
+        }
+        inner.consume(n);
+        total += n as u64;
+    }
+}
+
+const BUFFER: usize = 256 * 1024;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// Like [`for_each_record`], but hands over each document's raw JSON text
 /// (for callers that keep or forward the original).
 pub fn for_each_document<R: Read>(
     reader: R,
     mut each: impl FnMut(Position, Result<&[u8], RecordError>),
 ) -> Result<(), InputError> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
-    let head = buffered.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-        return decode_plain(BufReader::with_capacity(256 * 1024, decoder), &mut each);
-    }
-    decode_plain(buffered, &mut each)
+    decode(reader, None, &mut |position, doc| match doc {
+        Doc::Text(bytes) => each(position, Ok(bytes)),
+        Doc::Bad(e) => each(position, Err(e)),
+        // Only a filter skips, and there is none.
+        Doc::Skipped => {}
+    })
 }
 
-type Sink<'a> = dyn FnMut(Position, Result<&[u8], RecordError>) + 'a;
+fn decode<R: Read>(
+    reader: R,
+    mut filter: Option<&mut Filter<'_>>,
+    each: &mut Sink<'_>,
+) -> Result<(), InputError> {
+    let mut buffered = BufReader::with_capacity(BUFFER, reader);
+    let head = buffered.fill_buf()?;
+    if head.starts_with(&GZIP_MAGIC) {
+        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
+        return decode_plain(
+            BufReader::with_capacity(BUFFER, decoder),
+            filter.as_deref_mut(),
+            each,
+        );
+    }
+    decode_plain(buffered, filter, each)
+}
 
-fn decode_plain<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
+/// One element as the decoder hands it over.
+enum Doc<'a> {
+    Text(&'a [u8]),
+    Bad(RecordError),
+    /// Ruled out by the filter, unparsed.
+    Skipped,
+}
+
+impl<'a> From<Result<&'a [u8], RecordError>> for Doc<'a> {
+    fn from(bytes: Result<&'a [u8], RecordError>) -> Self {
+        match bytes {
+            Ok(b) => Self::Text(b),
+            Err(e) => Self::Bad(e),
+        }
+    }
+}
+
+/// The pre-filter of a log file's records, with its buffers.
+struct Filter<'a> {
+    prefilter: &'a Prefilter,
+    scratch: Vec<u8>,
+    /// Where needles start in the scanner's current buffer.
+    hits: Vec<usize>,
+}
+
+impl Filter<'_> {
+    /// One whole element, judged alone.
+    fn element<'b>(&mut self, bytes: &'b [u8]) -> Doc<'b> {
+        match bounded(bytes) {
+            Ok(b) if !self.prefilter.may_flag_with(b, &mut self.scratch) => Doc::Skipped,
+            other => other.into(),
+        }
+    }
+}
+
+/// A log file's element, through the filter when there is one.
+fn element<'b>(filter: &mut Option<&mut Filter<'_>>, bytes: &'b [u8]) -> Doc<'b> {
+    match filter {
+        Some(f) => f.element(bytes),
+        None => bounded(bytes).into(),
+    }
+}
+
+type Sink<'a> = dyn FnMut(Position, Doc<'_>) + 'a;
+
+fn decode_plain<R: BufRead>(
+    mut reader: R,
+    mut filter: Option<&mut Filter<'_>>,
+    each: &mut Sink<'_>,
+) -> Result<(), InputError> {
     // Sniff: skip leading whitespace, look at the first bytes.
     let mut leading_newlines = 0usize;
     loop {
@@ -89,7 +201,7 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
         }
     }
     if looks_like_log_file(reader.fill_buf()?) {
-        return decode_log_file(reader, each);
+        return decode_log_file(reader, filter, each);
     }
     // Read the first line. A complete JSON value means JSON Lines; anything
     // else is one (pretty-printed) document.
@@ -97,7 +209,7 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
     read_line_bounded(&mut reader, &mut first)?;
     let first_line = leading_newlines + 1;
     if serde_json::from_slice::<IgnoredAny>(&first).is_ok() {
-        each(Position::Line(first_line), bounded(trim(&first)));
+        each(Position::Line(first_line), bounded(trim(&first)).into());
         return decode_lines(reader, first_line + 1, each);
     }
     // A broken first line of JSON Lines: the next line is a whole record
@@ -112,9 +224,9 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
     }
     let next = trim(&second);
     if next.starts_with(b"{") && serde_json::from_slice::<IgnoredAny>(next).is_ok() {
-        each(Position::Line(first_line), bounded(trim(&first)));
+        each(Position::Line(first_line), bounded(trim(&first)).into());
         let second_line = first_line + 1 + blank;
-        each(Position::Line(second_line), bounded(next));
+        each(Position::Line(second_line), bounded(next).into());
         return decode_lines(reader, second_line + 1, each);
     }
     let mut doc = first;
@@ -133,11 +245,14 @@ fn decode_plain<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
     // A log file whose keys come in another order than `Records` first.
     if let Ok(records) = serde_json::from_slice::<RecordsOnly>(&doc) {
         for (i, raw) in records.records.iter().enumerate() {
-            each(Position::Index(i), bounded(raw.get().as_bytes()));
+            each(
+                Position::Index(i),
+                element(&mut filter, raw.get().as_bytes()),
+            );
         }
         return Ok(());
     }
-    each(Position::Line(first_line), bounded(&doc));
+    each(Position::Line(first_line), bounded(&doc).into());
     Ok(())
 }
 
@@ -198,7 +313,7 @@ fn decode_lines<R: BufRead>(
     while read_line_bounded(&mut reader, &mut buf)? {
         let text = trim(&buf);
         if !text.is_empty() {
-            each(Position::Line(line), bounded(text));
+            each(Position::Line(line), bounded(text).into());
         }
         line += 1;
     }
@@ -216,12 +331,16 @@ fn looks_like_log_file(head: &[u8]) -> bool {
 /// Stream a `{"Records":[...]}` file one element at a time. The usual
 /// shape (`{"Records":[` first, as CloudTrail writes it) goes through
 /// [`scan_records`]; anything else through serde.
-fn decode_log_file<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
+fn decode_log_file<R: BufRead>(
+    mut reader: R,
+    filter: Option<&mut Filter<'_>>,
+    each: &mut Sink<'_>,
+) -> Result<(), InputError> {
     if let Some(header) = records_array_header(reader.fill_buf()?) {
         reader.consume(header);
-        return scan_records(reader, each);
+        return scan_records(reader, filter, each);
     }
-    decode_log_file_serde(reader, each)
+    decode_log_file_serde(reader, filter, each)
 }
 
 /// The length of `{"Records":[` (with any whitespace) at the start of
@@ -265,12 +384,18 @@ enum Scan {
 /// by its consumer. A broken element costs only itself; a stream that
 /// ends inside the array is [`InputError::Broken`]. What follows the
 /// array must close the object (other keys may come first).
-fn scan_records<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
+fn scan_records<R: BufRead>(
+    mut reader: R,
+    mut filter: Option<&mut Filter<'_>>,
+    each: &mut Sink<'_>,
+) -> Result<(), InputError> {
     let mut index = 0usize;
     let mut state = Scan::Before { first: true };
     // The part of an element that began in an earlier buffer.
     let mut pending: Vec<u8> = Vec::new();
     let mut pending_len = 0usize;
+    // The element has an escape that could spell a needle.
+    let mut risky = false;
     let broken = |index: usize, message: &str| InputError::Broken {
         position: Position::Index(index),
         message: message.to_owned(),
@@ -280,6 +405,12 @@ fn scan_records<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
         if buf.is_empty() {
             return Err(broken(index, "the file ends inside the `Records` array"));
         }
+        // One search for the needles of every element in this buffer; an
+        // element that began in an earlier one is judged whole instead.
+        if let Some(f) = filter.as_deref_mut() {
+            f.prefilter.hits(buf, &mut f.scratch, &mut f.hits);
+        }
+        let mut next_hit = 0;
         let mut i = 0;
         let mut start = 0;
         while i < buf.len() {
@@ -295,6 +426,7 @@ fn scan_records<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
                         return Err(broken(index, "a value is missing in the `Records` array"));
                     } else {
                         start = i;
+                        risky = false;
                         state = Scan::Value {
                             depth: 0,
                             in_string: false,
@@ -310,14 +442,37 @@ fn scan_records<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
                     // Where the value ends: the index just past it.
                     let mut end = None;
                     while i < buf.len() {
+                        // Inside an object or array, 64 bytes at a time
+                        // while they hold no backslash.
+                        if depth > 0
+                            && !escape
+                            && let Some(block) = buf.get(i..i + BLOCK)
+                            && let Some(step) = scan_block(block, depth, in_string)
+                        {
+                            match step {
+                                Block::Ends(at) => {
+                                    end = Some(i + at);
+                                    i += at;
+                                    break;
+                                }
+                                Block::Continues {
+                                    depth: d,
+                                    in_string: s,
+                                } => {
+                                    depth = d;
+                                    in_string = s;
+                                    i += BLOCK;
+                                    continue;
+                                }
+                            }
+                        }
                         let b = buf[i];
                         if in_string {
                             if escape {
                                 escape = false;
+                                risky |= risky_escape(b);
                                 i += 1;
-                            } else if let Some(n) =
-                                buf[i..].iter().position(|&c| c == b'"' || c == b'\\')
-                            {
+                            } else if let Some(n) = memchr::memchr2(b'"', b'\\', &buf[i..]) {
                                 i += n;
                                 if buf[i] == b'\\' {
                                     escape = true;
@@ -360,18 +515,39 @@ fn scan_records<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
                     match end {
                         Some(e) => {
                             let part = &buf[start..e];
+                            let position = Position::Index(index);
                             if pending_len == 0 {
-                                each(Position::Index(index), bounded(part));
+                                let doc = match filter.as_deref() {
+                                    Some(f) if !risky => {
+                                        let hits = &f.hits;
+                                        while hits.get(next_hit).is_some_and(|&h| h < start) {
+                                            next_hit += 1;
+                                        }
+                                        if hits.get(next_hit).is_some_and(|&h| h < e) {
+                                            bounded(part).into()
+                                        } else {
+                                            Doc::Skipped
+                                        }
+                                    }
+                                    _ => bounded(part).into(),
+                                };
+                                each(position, doc);
                             } else {
                                 pending_len += part.len();
                                 if pending_len <= MAX_RECORD_BYTES {
                                     pending.extend_from_slice(part);
-                                    each(Position::Index(index), bounded(&pending));
+                                    let skip = !risky
+                                        && filter.as_deref_mut().is_some_and(|f| {
+                                            !f.prefilter.needle_in(&pending, &mut f.scratch)
+                                        });
+                                    let doc = if skip {
+                                        Doc::Skipped
+                                    } else {
+                                        bounded(&pending).into()
+                                    };
+                                    each(position, doc);
                                 } else {
-                                    each(
-                                        Position::Index(index),
-                                        Err(RecordError::TooLarge(pending_len)),
-                                    );
+                                    each(position, Doc::Bad(RecordError::TooLarge(pending_len)));
                                 }
                                 pending.clear();
                                 pending_len = 0;
@@ -419,6 +595,88 @@ fn scan_records<R: BufRead>(mut reader: R, each: &mut Sink<'_>) -> Result<(), In
     }
 }
 
+const BLOCK: usize = 64;
+
+/// What a block of a value did to the scan.
+enum Block {
+    /// The value ends just before this offset.
+    Ends(usize),
+    Continues {
+        depth: usize,
+        in_string: bool,
+    },
+}
+
+/// One bit per byte of `block` (bit `j` for byte `j`): where `class`
+/// holds. Written so the compiler compares many bytes at once.
+fn bits(block: &[u8], class: impl Fn(u8) -> bool) -> u64 {
+    let mut flags = [0u8; BLOCK];
+    for (flag, &b) in flags.iter_mut().zip(block) {
+        *flag = u8::from(class(b));
+    }
+    let mut out = 0u64;
+    for (k, word) in flags.chunks_exact(8).enumerate() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        // Gathers the low bit of each byte into the top byte, in order.
+        let packed = u64::from_le_bytes(bytes).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        out |= packed << (8 * k);
+    }
+    out
+}
+
+/// Scan a block inside a value at `depth` (> 0) without a branch per
+/// byte. `None` when the block holds a backslash (an escape: the
+/// byte-wise scan takes it). Most blocks hold no bracket: then only the
+/// parity of their quotes matters. Otherwise bit masks of quotes and
+/// brackets, and the inside of strings by a prefix XOR of the quotes.
+fn scan_block(block: &[u8], mut depth: usize, in_string: bool) -> Option<Block> {
+    // `[` and `{`, `]` and `}` differ only in the bit 0x20.
+    let bracket = |b: u8| b | 0x20 == b'{' || b | 0x20 == b'}';
+    let (mut backslashes, mut brackets, mut quotes) = (0u8, 0u8, 0u8);
+    for &b in block {
+        backslashes |= u8::from(b == b'\\');
+        brackets |= u8::from(bracket(b));
+        quotes = quotes.wrapping_add(u8::from(b == b'"'));
+    }
+    if backslashes != 0 {
+        return None;
+    }
+    if brackets == 0 {
+        return Some(Block::Continues {
+            depth,
+            in_string: in_string ^ (quotes % 2 == 1),
+        });
+    }
+    let quotes = bits(block, |b| b == b'"');
+    // Bit j: an odd number of quotes at or before j, i.e. inside a string
+    // (an opening quote counts as inside, a closing one as outside).
+    let mut inside = quotes;
+    for shift in [1, 2, 4, 8, 16, 32] {
+        inside ^= inside << shift;
+    }
+    if in_string {
+        inside = !inside;
+    }
+    let mut structural = bits(block, bracket) & !inside;
+    while structural != 0 {
+        let j = structural.trailing_zeros() as usize;
+        structural &= structural - 1;
+        if block[j] | 0x20 == b'{' {
+            depth += 1;
+        } else {
+            depth -= 1;
+            if depth == 0 {
+                return Some(Block::Ends(j + 1));
+            }
+        }
+    }
+    Some(Block::Continues {
+        depth,
+        in_string: inside >> 63 == 1,
+    })
+}
+
 /// After the `Records` array: the rest must close the log file object
 /// (other keys may follow, and are skipped).
 fn finish_records<R: BufRead>(reader: R, index: usize) -> Result<(), InputError> {
@@ -434,11 +692,16 @@ fn finish_records<R: BufRead>(reader: R, index: usize) -> Result<(), InputError>
 }
 
 /// Stream a log file of another shape one element at a time, with serde.
-fn decode_log_file_serde<R: BufRead>(reader: R, each: &mut Sink<'_>) -> Result<(), InputError> {
+fn decode_log_file_serde<R: BufRead>(
+    reader: R,
+    filter: Option<&mut Filter<'_>>,
+    each: &mut Sink<'_>,
+) -> Result<(), InputError> {
     let mut index = 0usize;
     let mut de = serde_json::Deserializer::from_reader(reader);
     let result = LogFile {
         each: &mut *each,
+        filter,
         index: &mut index,
     }
     .deserialize(&mut de);
@@ -452,28 +715,30 @@ fn decode_log_file_serde<R: BufRead>(reader: R, each: &mut Sink<'_>) -> Result<(
     }
 }
 
-struct LogFile<'a, 'b> {
+struct LogFile<'a, 'b, 'c> {
     each: &'a mut Sink<'b>,
+    filter: Option<&'a mut Filter<'c>>,
     index: &'a mut usize,
 }
 
-impl<'de> DeserializeSeed<'de> for LogFile<'_, '_> {
+impl<'de> DeserializeSeed<'de> for LogFile<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for LogFile<'_, '_> {
+impl<'de> Visitor<'de> for LogFile<'_, '_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a CloudTrail log file object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
             if key == "Records" {
                 map.next_value_seed(RecordsSeq {
                     each: &mut *self.each,
+                    filter: self.filter.as_deref_mut(),
                     index: &mut *self.index,
                 })?;
             } else {
@@ -484,26 +749,28 @@ impl<'de> Visitor<'de> for LogFile<'_, '_> {
     }
 }
 
-struct RecordsSeq<'a, 'b> {
+struct RecordsSeq<'a, 'b, 'c> {
     each: &'a mut Sink<'b>,
+    filter: Option<&'a mut Filter<'c>>,
     index: &'a mut usize,
 }
 
-impl<'de> DeserializeSeed<'de> for RecordsSeq<'_, '_> {
+impl<'de> DeserializeSeed<'de> for RecordsSeq<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for RecordsSeq<'_, '_> {
+impl<'de> Visitor<'de> for RecordsSeq<'_, '_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a `Records` array")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-            (self.each)(Position::Index(*self.index), bounded(raw.get().as_bytes()));
+            let doc = element(&mut self.filter, raw.get().as_bytes());
+            (self.each)(Position::Index(*self.index), doc);
             *self.index += 1;
         }
         Ok(())
@@ -651,8 +918,14 @@ mod tests {
                     }
                     r
                 },
-                &mut |pos, bytes| {
-                    got.push((pos, bytes.and_then(Record::from_slice).map(|r| r.event_id)));
+                None,
+                &mut |pos, doc| {
+                    let parsed = match doc {
+                        Doc::Text(bytes) => Record::from_slice(bytes),
+                        Doc::Bad(e) => Err(e),
+                        Doc::Skipped => unreachable!("no filter"),
+                    };
+                    got.push((pos, parsed.map(|r| r.event_id)));
                 },
             )
             .unwrap();
@@ -708,5 +981,61 @@ mod tests {
     #[test]
     fn empty_input_has_no_records() {
         assert!(collect(b"  \n ").is_empty());
+    }
+
+    /// The elements of a `Records` array, cut by the scanner (bytes, or
+    /// why not), with the buffer holding `size` bytes.
+    fn scanned(text: &[u8], size: usize) -> Vec<Result<Vec<u8>, String>> {
+        let mut reader = BufReader::with_capacity(size, text);
+        let mut skip = Vec::new();
+        reader.read_until(b'[', &mut skip).unwrap();
+        let mut got = Vec::new();
+        scan_records(reader, None, &mut |_, doc| {
+            got.push(match doc {
+                Doc::Text(bytes) => Ok(bytes.to_vec()),
+                Doc::Bad(e) => Err(e.to_string()),
+                Doc::Skipped => Err("skipped without a filter".into()),
+            });
+        })
+        .unwrap();
+        got
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            // Plain text, as most of a record is.
+            "[a-zA-Z0-9 ._:-]{0,150}".prop_map(Value::from),
+            // Strings full of what the scanner keys on.
+            "[a-z{}\\[\\]\",:\\\\/ ]{0,90}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 80, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z\\[{\"]{1,12}", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The scanner (its 64-byte blocks and its byte-wise path alike)
+        /// cuts a log file where serde does, whatever the buffer size.
+        #[test]
+        fn the_scanner_cuts_elements_where_serde_does(
+            records in proptest::collection::vec(arb_value(), 1..12),
+            size in proptest::prop_oneof![1usize..80, 200usize..300, proptest::strategy::Just(256 * 1024)],
+        ) {
+            let text = serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap();
+            let want: Vec<Result<Vec<u8>, String>> = records
+                .iter()
+                .map(|r| Ok(serde_json::to_vec(r).unwrap()))
+                .collect();
+            proptest::prop_assert_eq!(scanned(&text, size), want);
+        }
     }
 }

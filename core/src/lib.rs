@@ -19,6 +19,8 @@
 //!   correlation keys sessions are built from;
 //! - [`patterns`]: EventBridge patterns generated from the watch list, a
 //!   superset of what `detect` flags;
+//! - [`prefilter`]: the byte search that rules out, unparsed, the log
+//!   file records `detect` cannot flag;
 //! - [`input`]: decoding of recorded events (single JSON, JSON Lines,
 //!   CloudTrail log files, gzipped or not) from any `Read`;
 //! - [`signal`]: the messages the agent relays (signal, heartbeat), their
@@ -48,6 +50,7 @@ pub mod follow;
 pub mod input;
 pub mod notify;
 pub mod patterns;
+pub mod prefilter;
 pub mod record;
 pub mod session;
 pub mod signal;

@@ -128,6 +128,10 @@ pub struct Args {
     /// release build of xtask is run for).
     #[arg(long, hide = true, value_name = "DIR")]
     internal_replay_set: Option<PathBuf>,
+    /// Internal: decompress these files with the replay's inflater and
+    /// nothing else, and print the bytes they held.
+    #[arg(long, hide = true, value_name = "FILE", num_args = 1..)]
+    internal_inflate: Vec<PathBuf>,
     /// Internal: the uncompressed size of that set, in bytes.
     #[arg(long, hide = true, default_value_t = replay_set::FULL_BYTES)]
     internal_replay_bytes: u64,
@@ -322,6 +326,9 @@ pub fn run(args: &Args) -> Result<()> {
     if args.internal_correlation {
         let sizes = Sizes::of(args);
         return aggregator::correlation_internal(sizes.correlation_events as usize);
+    }
+    if !args.internal_inflate.is_empty() {
+        return replay_set::inflate_internal(&args.internal_inflate);
     }
     if let Some(dir) = &args.internal_replay_set {
         return replay_set::generate_internal(dir, args.internal_replay_bytes);

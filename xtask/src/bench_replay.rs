@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -46,6 +47,15 @@ pub const QUICK_BYTES: u64 = 64 << 20;
 /// Replay must get through at least this many records per second on one
 /// core.
 pub const REPLAY_TARGET: f64 = 150_000.0;
+/// The replay may take at most this many times as long as decompressing
+/// the same files with the same inflater.
+pub const INFLATE_RATIO_TARGET: f64 = 1.5;
+/// The replay must be at least this many times as fast as Python's
+/// `gzip` + `json.loads` over the same files.
+pub const PYTHON_RATIO_TARGET: f64 = 3.0;
+/// `--jobs 2` on two cores must be at least this many times as fast as
+/// `--jobs 1`.
+pub const JOBS_SCALING_TARGET: f64 = 1.8;
 /// Peak RSS over the whole set may exceed that over its largest file by
 /// less than this (MiB): memory is flat.
 pub const RSS_GROWTH_TARGET_MB: f64 = 8.0;
@@ -477,6 +487,20 @@ pub struct ReplayRun {
     pub detected: u64,
 }
 
+/// The same files through other programs, in the same run: what the
+/// replay is held against.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Floors {
+    /// The replay's own inflater (flate2 with zlib-rs, the same buffers),
+    /// decompressing and nothing else; median seconds.
+    pub inflate_seconds: f64,
+    /// GNU `zcat` to /dev/null, where there is one.
+    pub zcat_seconds: Option<f64>,
+    /// Python's `gzip` and `json.loads` of every file; median seconds.
+    pub python_seconds: f64,
+    pub python: String,
+}
+
 /// What the replay part measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayReport {
@@ -487,39 +511,44 @@ pub struct ReplayReport {
     pub files: usize,
     pub pinned_to_one_core: bool,
     pub runs: Vec<ReplayRun>,
+    /// `--jobs 2` on two cores (none on a one-core machine).
+    pub runs_two_jobs: Vec<ReplayRun>,
     /// Over the largest file alone.
     pub largest_file: ReplayRun,
     pub records_per_sec: f64,
+    pub floors: Floors,
+    /// The side-by-side table, as BENCHMARKS.md shows it.
+    pub table: String,
 }
 
-/// `taskset -c 0` where it exists, so the replay has one core.
-fn pinned(binary: &Path) -> (Command, bool) {
-    let taskset = Command::new("taskset")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if taskset {
+/// `taskset -c CORES` where it exists, so the program gets those cores.
+fn pinned(program: &Path, cores: &str) -> (Command, bool) {
+    if available("taskset") {
         let mut command = Command::new("taskset");
-        command.args(["-c", "0"]).arg(binary);
+        command.args(["-c", cores]).arg(program);
         (command, true)
     } else {
-        (Command::new(binary), false)
+        (Command::new(program), false)
     }
 }
 
-/// One `replay --format json` over `files`; the output is read and its
-/// distinct event ids counted, `VmHWM` sampled until it exits.
-fn replay_once(binary: &Path, files: &[PathBuf]) -> Result<(ReplayRun, bool)> {
-    let (mut command, one_core) = pinned(binary);
+/// One `replay --format json --jobs N` over `files` on `cores`; the
+/// output is read and its distinct event ids counted, `VmHWM` sampled
+/// until it exits.
+fn replay_once(
+    binary: &Path,
+    files: &[PathBuf],
+    jobs: usize,
+    cores: &str,
+) -> Result<(ReplayRun, bool)> {
+    let (mut command, one_core) = pinned(binary, cores);
     let config = workspace_root().join("glasswatch.toml");
     command
         .current_dir(workspace_root())
         .arg("replay")
         .arg("--config")
         .arg(&config)
-        .args(["--format", "json"])
+        .args(["--format", "json", "--jobs", &jobs.to_string()])
         .args(files)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -549,22 +578,31 @@ fn replay_once(binary: &Path, files: &[PathBuf]) -> Result<(ReplayRun, bool)> {
         let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
         text
     });
+    // The wait ends when the replay does; `VmHWM` (a high-water mark) is
+    // sampled beside it until then.
     let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    let status = loop {
-        if let Some(bytes) = std::fs::read_to_string(&status_path)
-            .ok()
-            .as_deref()
-            .and_then(vm_hwm_bytes)
-        {
-            peak = peak.max(bytes);
-        }
-        if let Some(status) = child.try_wait().context("cannot check on the replay")? {
-            break status;
-        }
-        std::thread::sleep(SAMPLE);
-    };
-    let seconds = started.elapsed().as_secs_f64();
+    let done = AtomicBool::new(false);
+    let (status, seconds, peak) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                if let Some(bytes) = std::fs::read_to_string(&status_path)
+                    .ok()
+                    .as_deref()
+                    .and_then(vm_hwm_bytes)
+                {
+                    peak = peak.max(bytes);
+                }
+                std::thread::sleep(SAMPLE);
+            }
+            peak
+        });
+        let status = child.wait();
+        let seconds = started.elapsed().as_secs_f64();
+        done.store(true, Ordering::Relaxed);
+        (status, seconds, sampler.join().unwrap_or(0))
+    });
+    let status = status.context("cannot wait for the replay")?;
     let ids = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the output reader panicked"))??;
@@ -582,8 +620,150 @@ fn replay_once(binary: &Path, files: &[PathBuf]) -> Result<(ReplayRun, bool)> {
     ))
 }
 
-/// Generate (or reuse) the set, replay it `runs` times and once its
-/// largest file, and report.
+/// Run `command` to its end, its standard output captured; the seconds
+/// it took and what it printed.
+fn timed(mut command: Command, what: &str) -> Result<(f64, String)> {
+    command.stdin(Stdio::null()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let output = command
+        .output()
+        .with_context(|| format!("cannot start {what}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    ensure!(
+        output.status.success(),
+        "{what} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok((
+        seconds,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+/// Python's floor: every file gunzipped and parsed by `json.loads`,
+/// nothing else; prints the records it parsed.
+const PYTHON_FLOOR: &str = r"import gzip, json, sys
+n = 0
+for path in sys.argv[1:]:
+    with gzip.open(path, 'rb') as f:
+        n += len(json.loads(f.read())['Records'])
+print(n)
+";
+
+/// `bench --internal-inflate`: the replay's inflater over `files` and
+/// nothing else; prints the bytes they held.
+pub fn inflate_internal(files: &[PathBuf]) -> Result<()> {
+    let mut total = 0;
+    for file in files {
+        let reader = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        total += glasswatch_core::input::inflate_only(reader)
+            .with_context(|| format!("cannot decompress {}", file.display()))?;
+    }
+    println!("{total}");
+    Ok(())
+}
+
+fn median_of(mut seconds: Vec<f64>) -> Result<f64> {
+    seconds.sort_by(f64::total_cmp);
+    median(&seconds).context("no run")
+}
+
+/// Run `command` (see [`timed`]), which must print `want` (what it
+/// counted); its seconds.
+fn counted(command: Command, what: &str, want: u64) -> Result<f64> {
+    let (seconds, out) = timed(command, what)?;
+    ensure!(
+        out.trim() == want.to_string(),
+        "{what} counted {} where the set holds {want}",
+        out.trim()
+    );
+    Ok(seconds)
+}
+
+/// One decompression-only pass over `files` on core 0: its seconds.
+fn inflate_once(xtask: &Path, files: &[PathBuf], manifest: &Manifest) -> Result<f64> {
+    let (mut command, _) = pinned(xtask, "0");
+    command.args(["bench", "--internal-inflate"]).args(files);
+    counted(command, "the decompression-only pass", manifest.bytes)
+}
+
+/// Does `program --version` run?
+fn available(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The Python floor and `zcat`, each `runs` times on core 0.
+fn floors(
+    files: &[PathBuf],
+    manifest: &Manifest,
+    runs: usize,
+    inflate_seconds: f64,
+) -> Result<Floors> {
+    let python = crate::python::ensure()?.bin("python");
+    let zcat = available("zcat");
+    let (mut py, mut gnu) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (mut command, _) = pinned(&python, "0");
+        command.args(["-c", PYTHON_FLOOR]).args(files);
+        let seconds = counted(command, "the Python floor", manifest.records)?;
+        py.push(seconds);
+        if zcat {
+            let (mut command, _) = pinned(Path::new("zcat"), "0");
+            command.args(files).stdout(Stdio::null());
+            gnu.push(timed(command, "zcat")?.0);
+        }
+    }
+    Ok(Floors {
+        inflate_seconds,
+        zcat_seconds: if zcat { Some(median_of(gnu)?) } else { None },
+        python_seconds: median_of(py)?,
+        python: python.display().to_string(),
+    })
+}
+
+/// The side-by-side table of the replay and its floors.
+fn side_by_side(manifest: &Manifest, floors: &Floors, one: f64, two: Option<f64>) -> String {
+    let records = manifest.records as f64;
+    let mut rows = vec![(
+        "decompression alone (flate2 + zlib-rs, the replay's inflater)".to_owned(),
+        floors.inflate_seconds,
+    )];
+    if let Some(zcat) = floors.zcat_seconds {
+        rows.push(("`zcat` (GNU gzip), decompression only".into(), zcat));
+    }
+    rows.push((
+        "`cargo xtask replay --format json --jobs 1` (release)".into(),
+        one,
+    ));
+    if let Some(two) = two {
+        rows.push((
+            "`cargo xtask replay --format json --jobs 2`, two cores".into(),
+            two,
+        ));
+    }
+    rows.push((
+        "Python `gzip` + `json.loads` of every record, nothing else".into(),
+        floors.python_seconds,
+    ));
+    let mut table = String::from("| what | wall | records/s |\n|---|---|---|\n");
+    for (what, seconds) in rows {
+        table.push_str(&format!(
+            "| {what} | {seconds:.2} s | {:.0}k |\n",
+            records / seconds / 1000.0
+        ));
+    }
+    table
+}
+
+/// Generate (or reuse) the set; replay it `runs` times on one core and,
+/// on a machine with two, with `--jobs 2` on two; time the floors; replay
+/// the largest file alone; report.
 pub fn figures(xtask: &Path, bytes: u64, runs: usize) -> Result<(Vec<Figure>, ReplayReport)> {
     let dir = set_dir(bytes);
     let mut generate = Command::new(xtask);
@@ -597,55 +777,67 @@ pub fn figures(xtask: &Path, bytes: u64, runs: usize) -> Result<(Vec<Figure>, Re
         .with_context(|| format!("{} has no readable manifest.json", dir.display()))?;
     ensure!(!manifest.files.is_empty(), "the replay set has no files");
     let files: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(f)).collect();
+    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     eprintln!(
-        "==> replay throughput: {} records ({} break-glass) in {} files, {} MiB ({} MiB gzipped), {runs} runs",
+        "==> replay throughput: {} records ({} break-glass) in {} files, {} MiB ({} MiB gzipped), {runs} runs on one core{}, and the floors",
         manifest.records,
         manifest.break_glass,
         files.len(),
         manifest.bytes >> 20,
-        manifest.compressed_bytes >> 20
+        manifest.compressed_bytes >> 20,
+        if two_cores { " and on two" } else { "" }
     );
-    let mut measured = Vec::new();
+    let check = |run: &ReplayRun| {
+        ensure!(
+            run.detected == manifest.break_glass,
+            "the replay detected {} events in a set with {} break-glass records",
+            run.detected,
+            manifest.break_glass
+        );
+        Ok(())
+    };
+    // Each replay on one core is paired with a decompression-only pass
+    // right after it, and the ratio taken pair by pair: drift in the
+    // machine's speed over the run cancels out.
+    let (mut measured, mut two_jobs, mut inflated, mut ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut one_core = false;
     for _ in 0..runs {
-        let (run, pinned) = replay_once(xtask, &files)?;
+        let (run, pinned) = replay_once(xtask, &files, 1, "0")?;
+        check(&run)?;
         one_core = pinned;
-        if run.detected != manifest.break_glass {
-            bail!(
-                "the replay detected {} events in a set with {} break-glass records",
-                run.detected,
-                manifest.break_glass
-            );
-        }
+        let inflate = inflate_once(xtask, &files, &manifest)?;
+        ratios.push(run.seconds / inflate);
+        inflated.push(inflate);
         measured.push(run);
+        if two_cores {
+            let (run, _) = replay_once(xtask, &files, 2, "0,1")?;
+            check(&run)?;
+            two_jobs.push(run);
+        }
     }
+    let floors = floors(&files, &manifest, runs, median_of(inflated)?)?;
     let largest = files
         .iter()
         .max_by_key(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .cloned()
         .context("no file")?;
-    let (largest_file, _) = replay_once(xtask, &[largest])?;
-    let mut seconds: Vec<f64> = measured.iter().map(|r| r.seconds).collect();
-    seconds.sort_by(f64::total_cmp);
-    let median_seconds = median(&seconds).context("no replay run")?;
+    let (largest_file, _) = replay_once(xtask, &[largest], 1, "0")?;
+    let median_seconds = median_of(measured.iter().map(|r| r.seconds).collect())?;
+    let two_seconds = if two_jobs.is_empty() {
+        None
+    } else {
+        Some(median_of(two_jobs.iter().map(|r| r.seconds).collect())?)
+    };
     let rate = manifest.records as f64 / median_seconds;
     let peak = measured
         .iter()
         .map(|r| r.peak_rss_mb)
         .fold(0.0_f64, f64::max);
-    let report = ReplayReport {
-        manifest_bytes: manifest.bytes,
-        compressed_bytes: manifest.compressed_bytes,
-        records: manifest.records,
-        break_glass: manifest.break_glass,
-        files: files.len(),
-        pinned_to_one_core: one_core,
-        runs: measured,
-        largest_file: largest_file.clone(),
-        records_per_sec: rate,
-    };
+    let table = side_by_side(&manifest, &floors, median_seconds, two_seconds);
+    eprintln!("\n{table}");
     let size = format!("{} MiB", manifest.bytes >> 20);
-    let figures = vec![
+    let mut figures = vec![
         Figure::with_target(
             &format!("replay throughput ({size}: gzip, parse, classify; 1 core)"),
             rate,
@@ -658,6 +850,28 @@ pub fn figures(xtask: &Path, bytes: u64, runs: usize) -> Result<(Vec<Figure>, Re
             "MB/s",
             Better::Higher,
         ),
+        Figure::with_target(
+            "replay time ÷ decompression alone (same inflater, 1 core)",
+            median_of(ratios)?,
+            "×",
+            Target::AtMost(INFLATE_RATIO_TARGET),
+        ),
+        Figure::with_target(
+            "replay speed ÷ Python gzip + json.loads (1 core)",
+            floors.python_seconds / median_seconds,
+            "×",
+            Target::AtLeast(PYTHON_RATIO_TARGET),
+        ),
+    ];
+    if let Some(two) = two_seconds {
+        figures.push(Figure::with_target(
+            "replay --jobs 2 speed-up over --jobs 1 (2 cores)",
+            median_seconds / two,
+            "×",
+            Target::AtLeast(JOBS_SCALING_TARGET),
+        ));
+    }
+    figures.extend([
         Figure::tracked(
             &format!("replay peak RSS ({size})"),
             peak,
@@ -670,7 +884,21 @@ pub fn figures(xtask: &Path, bytes: u64, runs: usize) -> Result<(Vec<Figure>, Re
             "MB",
             Target::Below(RSS_GROWTH_TARGET_MB),
         ),
-    ];
+    ]);
+    let report = ReplayReport {
+        manifest_bytes: manifest.bytes,
+        compressed_bytes: manifest.compressed_bytes,
+        records: manifest.records,
+        break_glass: manifest.break_glass,
+        files: files.len(),
+        pinned_to_one_core: one_core,
+        runs: measured,
+        runs_two_jobs: two_jobs,
+        largest_file,
+        records_per_sec: rate,
+        floors,
+        table,
+    };
     Ok((figures, report))
 }
 

@@ -7,15 +7,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use glasswatch_core::audit::{Table, terminal_safe};
 use glasswatch_core::correlate::Ledger;
-use glasswatch_core::input::{InputError, for_each_record};
+use glasswatch_core::input::{InputError, Position, for_each_candidate, for_each_record};
 use glasswatch_core::notify;
+use glasswatch_core::prefilter::Prefilter;
 use glasswatch_core::session::SessionEvent;
 use glasswatch_core::slack::{RenderContext, format_time};
-use glasswatch_core::{Config, Detection, WatchList, classify};
+use glasswatch_core::{Config, Detection, Record, RecordError, WatchList, classify};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,10 +45,25 @@ pub struct Args {
     /// webhook).
     #[arg(long)]
     slack: bool,
+    /// Read this many inputs at once, one per thread (default: the
+    /// machine's cores). Output keeps the order of the inputs.
+    #[arg(long, short = 'j', default_value_t = default_jobs(), value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
+    /// Parse every record of a log file, also those no watched name or
+    /// event name appears in (which cannot be flagged), to report the
+    /// malformed ones. Slower.
+    #[arg(long)]
+    parse_all: bool,
     /// Files: a JSON record or envelope, JSON Lines, or a CloudTrail log
     /// file, any of them gzipped. `-` reads standard input.
     #[arg(required = true)]
     paths: Vec<String>,
+}
+
+fn default_jobs() -> u16 {
+    std::thread::available_parallelism()
+        .map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX))
+        .clamp(1, 256)
 }
 
 pub fn load_config(path: &Path) -> Result<Config> {
@@ -149,71 +167,156 @@ impl<'a> From<&'a Detection> for JsonLine<'a> {
     }
 }
 
+/// What one input gave: its output and its complaints, kept until the
+/// inputs before it are printed, so the order is that of the arguments
+/// whatever `--jobs` is.
+#[derive(Default)]
+struct FileResult {
+    records: usize,
+    bad: usize,
+    /// Lines for standard error, in input order.
+    errors: Vec<String>,
+    /// `--format json` lines.
+    json: String,
+    detections: Vec<Detection>,
+    events: Vec<SessionEvent>,
+}
+
+impl FileResult {
+    fn complain(
+        &mut self,
+        path: &str,
+        position: &impl std::fmt::Display,
+        e: &impl std::fmt::Display,
+    ) {
+        self.bad += 1;
+        self.errors.push(report_line(path, position, e));
+    }
+}
+
+/// How each input is read and classified: shared by every worker.
+struct Replayer<'a> {
+    watch: &'a WatchList,
+    prefilter: Option<Prefilter>,
+    correlate: bool,
+    format: Format,
+    bar: &'a ProgressBar,
+}
+
+impl Replayer<'_> {
+    fn file(&self, path: &str) -> FileResult {
+        let mut result = FileResult::default();
+        let reader = match open(path, self.bar) {
+            Ok(reader) => reader,
+            Err(e) => {
+                result.bad += 1;
+                result
+                    .errors
+                    .push(terminal_safe(&format!("{e:#}")).into_owned());
+                return result;
+            }
+        };
+        let each =
+            |result: &mut FileResult, position: Position, parsed: Result<Record, RecordError>| {
+                let record = match parsed {
+                    Ok(record) => record,
+                    Err(e) => return result.complain(path, &position, &e),
+                };
+                let detections = classify(self.watch, &record);
+                if detections.is_empty() {
+                    return;
+                }
+                if self.correlate {
+                    match SessionEvent::from_detections(&detections) {
+                        Ok(e) => result.events.push(e),
+                        Err(e) => result.complain(path, &position, &e),
+                    }
+                } else if self.format == Format::Json {
+                    for d in &detections {
+                        let line = serde_json::to_string(&JsonLine::from(d))
+                            .expect("plain strings always serialize");
+                        result.json.push_str(&line);
+                        result.json.push('\n');
+                    }
+                } else {
+                    result.detections.extend(detections);
+                }
+            };
+        let outcome = match &self.prefilter {
+            Some(prefilter) => for_each_candidate(reader, prefilter, |position, parsed| {
+                result.records += 1;
+                if let Some(parsed) = parsed {
+                    each(&mut result, position, parsed);
+                }
+            }),
+            None => for_each_record(reader, |(position, parsed)| {
+                result.records += 1;
+                each(&mut result, position, parsed);
+            }),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(InputError::Broken { position, message }) => {
+                result.complain(path, &position, &message);
+            }
+            Err(e) => {
+                result.bad += 1;
+                result.errors.push(format!(
+                    "{}: {}",
+                    terminal_safe(path),
+                    terminal_safe(&e.to_string())
+                ));
+            }
+        }
+        result
+    }
+}
+
 pub fn run(args: &Args) -> Result<ExitCode> {
     let config = load_config(&args.config)?;
     let watch = watch_of(&config, &args.config)?;
     let correlate = args.sessions || args.slack;
-    let mut events: Vec<SessionEvent> = Vec::new();
+    let bar = progress(&args.paths);
+    let replayer = Replayer {
+        watch: &watch,
+        prefilter: (!args.parse_all).then(|| Prefilter::new(&watch)),
+        correlate,
+        format: args.format,
+        bar: &bar,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    let mut events: Vec<SessionEvent> = Vec::new();
     let mut table = Vec::new();
     let mut bad = 0usize;
     let mut records = 0usize;
-    for path in &args.paths {
-        let (reader, bar) = open(path)?;
-        let mut write_error = None;
-        let result = for_each_record(reader, |(position, parsed)| {
-            records += 1;
-            match parsed {
-                Err(e) => {
-                    bad += 1;
-                    bar.suspend(|| report(path, &position, &e));
+    let mut write_error = None;
+    let size = |path: &String| std::fs::metadata(path).map_or(0, |m| m.len());
+    in_order(
+        &args.paths,
+        usize::from(args.jobs),
+        size,
+        |path| replayer.file(path),
+        |result| {
+            records += result.records;
+            bad += result.bad;
+            bar.suspend(|| {
+                for line in &result.errors {
+                    eprintln!("{line}");
                 }
-                Ok(record) if correlate => {
-                    let detections = classify(&watch, &record);
-                    if !detections.is_empty() {
-                        match SessionEvent::from_detections(&detections) {
-                            Ok(e) => events.push(e),
-                            Err(e) => {
-                                bad += 1;
-                                bar.suspend(|| report(path, &position, &e));
-                            }
-                        }
-                    }
-                }
-                Ok(record) => {
-                    for detection in classify(&watch, &record) {
-                        match args.format {
-                            Format::Json => {
-                                if write_error.is_none() {
-                                    let line = serde_json::to_string(&JsonLine::from(&detection))
-                                        .expect("plain strings always serialize");
-                                    if let Err(e) = writeln!(out, "{line}") {
-                                        write_error = Some(e);
-                                    }
-                                }
-                            }
-                            Format::Table => table.push(detection),
-                        }
-                    }
-                }
+            });
+            if write_error.is_none()
+                && let Err(e) = out.write_all(result.json.as_bytes())
+            {
+                write_error = Some(e);
             }
-        });
-        bar.finish_and_clear();
-        if let Some(e) = write_error {
-            return finish_write(e);
-        }
-        match result {
-            Ok(()) => {}
-            Err(InputError::Broken { position, message }) => {
-                bad += 1;
-                report(path, &position, &message);
-            }
-            Err(e) => {
-                bad += 1;
-                eprintln!("{}: {}", terminal_safe(path), terminal_safe(&e.to_string()));
-            }
-        }
+            events.extend(result.events);
+            table.extend(result.detections);
+        },
+    );
+    bar.finish_and_clear();
+    if let Some(e) = write_error {
+        return finish_write(e);
     }
     if correlate {
         if let Err(e) = write_sessions(&mut out, &config, &events, args.slack) {
@@ -234,15 +337,65 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `work` on every item with `jobs` threads, each result handed to
+/// `done` in the items' order (a result waits for those before it). The
+/// threads take the costliest items first, so none is left with a big
+/// one at the end.
+fn in_order<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    cost: impl Fn(&T) -> u64,
+    work: impl Fn(&T) -> R + Sync,
+    mut done: impl FnMut(R),
+) {
+    let jobs = jobs.clamp(1, items.len().max(1));
+    if jobs == 1 {
+        items.iter().for_each(|item| done(work(item)));
+        return;
+    }
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(cost(&items[i])));
+    let order = &order;
+    let next = AtomicUsize::new(0);
+    let (send, receive) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let send = send.clone();
+            let (next, work) = (&next, &work);
+            scope.spawn(move || {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if send.send((i, work(&items[i]))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(send);
+        let mut waiting = BTreeMap::new();
+        let mut due = 0;
+        for (i, result) in receive {
+            waiting.insert(i, result);
+            while let Some(result) = waiting.remove(&due) {
+                done(result);
+                due += 1;
+            }
+        }
+    });
+}
+
 /// Say what was wrong with one record. Its text can hold whatever the
 /// record held (`eventTime`, `detail-type`), so control characters are
 /// stripped before the terminal, as in tables.
-fn report(path: &str, position: &impl std::fmt::Display, error: &impl std::fmt::Display) {
-    eprintln!(
+fn report_line(
+    path: &str,
+    position: &impl std::fmt::Display,
+    error: &impl std::fmt::Display,
+) -> String {
+    format!(
         "{}:{position}: {}",
         terminal_safe(path),
         terminal_safe(&error.to_string())
-    );
+    )
 }
 
 /// A closed pipe (`| head`) ends output quietly; anything else is an error.
@@ -253,27 +406,34 @@ pub(crate) fn finish_write(e: io::Error) -> Result<ExitCode> {
     Err(e).context("cannot write to standard output")
 }
 
-fn open(path: &str) -> Result<(Box<dyn Read>, ProgressBar)> {
+fn open(path: &str, bar: &ProgressBar) -> Result<Box<dyn Read + Send>> {
     if path == "-" {
-        return Ok((Box::new(io::stdin().lock()), ProgressBar::hidden()));
+        return Ok(Box::new(io::stdin()));
     }
     let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    // Only large files get a bar; it draws only when stderr is a terminal.
-    let bar = if len > 64 * 1024 * 1024 {
-        let bar = ProgressBar::new(len);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-            )
-            .expect("static template"),
-        );
-        bar.set_message(path.to_owned());
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    Ok((Box::new(bar.wrap_read(file)), bar))
+    Ok(Box::new(bar.wrap_read(file)))
+}
+
+/// One bar over every input file, shown when they hold more than 64 MiB
+/// (it draws only when standard error is a terminal).
+fn progress(paths: &[String]) -> ProgressBar {
+    let total: u64 = paths
+        .iter()
+        .filter(|p| *p != "-")
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    if total <= 64 * 1024 * 1024 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "replay {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .expect("static template"),
+    );
+    bar
 }
 
 fn write_table(out: &mut impl Write, detections: &[Detection]) -> io::Result<()> {
@@ -301,4 +461,30 @@ fn write_table(out: &mut impl Write, detections: &[Detection]) -> io::Result<()>
     }
     out.write_all(table.render().as_bytes())?;
     writeln!(out, "{} detections", detections.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_order;
+
+    #[test]
+    fn results_come_in_the_items_order_whatever_the_threads_take_first() {
+        let items: Vec<u64> = (0..40).map(|i| (i * 7919) % 13).collect();
+        for jobs in [1, 2, 3, 8] {
+            let mut got = Vec::new();
+            in_order(
+                &items,
+                jobs,
+                |&cost| cost,
+                |&cost| {
+                    // The costliest take longest, and are started first.
+                    std::thread::sleep(std::time::Duration::from_millis(cost));
+                    cost * 10
+                },
+                |result| got.push(result),
+            );
+            let want: Vec<u64> = items.iter().map(|c| c * 10).collect();
+            assert_eq!(got, want, "{jobs} jobs");
+        }
+    }
 }

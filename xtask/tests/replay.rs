@@ -147,18 +147,23 @@ fn gzipped_log_files_and_table_output() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn whole_corpus_replays_cleanly() {
-    let dir = root().join("core/tests/fixtures");
-    // The corpus is the files; `input/` holds inputs that are broken on
-    // purpose, for the decoder's own tests.
-    let mut paths: Vec<String> = std::fs::read_dir(dir)
+/// The fixture corpus's files, in name order. The corpus is the files;
+/// `input/` holds inputs that are broken on purpose, for the decoder's own
+/// tests.
+fn corpus_files() -> Vec<String> {
+    let mut paths: Vec<String> = std::fs::read_dir(root().join("core/tests/fixtures"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
         .map(|p| p.display().to_string())
         .collect();
     paths.sort();
+    paths
+}
+
+#[test]
+fn whole_corpus_replays_cleanly() {
+    let paths = corpus_files();
     let mut args = vec!["--format", "json"];
     args.extend(paths.iter().map(String::as_str));
     let out = replay(&args, None);
@@ -173,6 +178,70 @@ fn whole_corpus_replays_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8(out.stdout).unwrap().lines().count() >= 50);
+}
+
+/// `--jobs` spreads the files over threads; the output is that of one
+/// thread, byte for byte, and a file that cannot be opened is reported in
+/// its place while the others are read.
+#[test]
+fn jobs_keep_the_output_in_the_order_of_the_inputs() {
+    let mut paths = corpus_files();
+    // Reversed, a missing file among them: the threads take the biggest
+    // first, out of the arguments' order.
+    paths.reverse();
+    paths.insert(3, "/nonexistent/log.json.gz".into());
+    let run = |jobs: &str| {
+        let mut args = vec!["--format", "json", "--jobs", jobs];
+        args.extend(paths.iter().map(String::as_str));
+        replay(&args, None)
+    };
+    let one = run("1");
+    assert_eq!(one.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&one.stderr);
+    assert!(
+        stderr.contains("cannot open /nonexistent/log.json.gz"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&one.stdout).lines().count() >= 50);
+    for jobs in ["2", "4"] {
+        let many = run(jobs);
+        assert_eq!(many.status.code(), Some(1));
+        assert_eq!(many.stdout, one.stdout, "--jobs {jobs}");
+        assert_eq!(many.stderr, one.stderr, "--jobs {jobs}");
+    }
+}
+
+/// A log file's records that cannot be flagged are not parsed, so a
+/// malformed one goes unreported; `--parse-all` parses them all.
+#[test]
+fn parse_all_reports_the_malformed_records_the_fast_path_passes_over() {
+    let dir = std::env::temp_dir().join(format!("gw-parse-all-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string(fixture("11-assume-break-glass-role-by-break-glass-1.json"))
+        .unwrap();
+    let log = dir.join("log.json");
+    std::fs::write(
+        &log,
+        format!("{{\"Records\":[{good},{{\"eventID\":\"no-source\"}}]}}"),
+    )
+    .unwrap();
+    let path = log.to_str().unwrap();
+    let fast = replay(&["--format", "json", path], None);
+    assert!(
+        fast.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fast.stderr)
+    );
+    let all = replay(&["--format", "json", "--parse-all", path], None);
+    assert_eq!(all.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&all.stderr).contains(":1: missing or empty `eventSource`"),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert_eq!(fast.stdout, all.stdout);
+    assert_eq!(String::from_utf8_lossy(&fast.stdout).lines().count(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
