@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{DetectionKind, Severity};
+use crate::trail::TrailConfig;
 use crate::watch::{WatchList, WatchListError};
 
 /// The whole `glasswatch.toml`.
@@ -27,6 +28,9 @@ pub struct Config {
     /// Optional per-kind severity overrides, e.g. `session_activity = "medium"`.
     #[serde(default)]
     pub severity: BTreeMap<DetectionKind, Severity>,
+    /// The organization trail's log files, for the durable path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trail: Option<TrailConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -344,6 +348,9 @@ impl Config {
         }
 
         out.extend(self.watch.problems());
+        if let Some(trail) = &self.trail {
+            out.extend(trail.problems());
+        }
 
         if self.slack.mode == SlackMode::Bot && self.slack.channel.trim().is_empty() {
             out.push(Problem::new(

@@ -37,6 +37,9 @@
 //!   order-independent session summary;
 //! - [`notify`]: what Slack should be sent for a session now (root,
 //!   coalesced digest, update), shared by the aggregator and replay;
+//! - [`trail`]: the durable path's pure part: the `[trail]` table, trail
+//!   object keys, notifications, one log file scanned with the trust
+//!   check, digest files against what was processed;
 //! - [`slack`]: Slack messages (Block Kit and webhook text) for sessions,
 //!   with every attacker-chosen string escaped.
 
@@ -55,6 +58,7 @@ pub mod record;
 pub mod session;
 pub mod signal;
 pub mod slack;
+pub mod trail;
 pub mod verify;
 pub mod watch;
 

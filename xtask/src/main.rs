@@ -7,7 +7,8 @@
 //! Layout:
 //! - `audit`: queries of the audit store (sessions, timelines, detections,
 //!   evidence packs, coverage);
-//! - `replay`: recorded events through the detector;
+//! - `replay`: recorded events through the detector; `replay_s3`: its
+//!   `s3://` inputs, listed by the days in their keys and streamed;
 //! - `deploy`: deploy, destroy and status around `glasswatch-stacksets`;
 //! - `demo`: the whole pipeline on moto, end to end;
 //! - `lambda`: the Lambda zips, built with cargo-lambda;
@@ -27,6 +28,7 @@ mod deploy;
 mod lambda;
 mod python;
 mod replay;
+mod replay_s3;
 mod runtime_api;
 mod test;
 

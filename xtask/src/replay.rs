@@ -21,6 +21,8 @@ use glasswatch_core::slack::{RenderContext, format_time};
 use glasswatch_core::{Config, Detection, Record, RecordError, WatchList, classify};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::replay_s3::{Location, Object, S3, Window};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Json,
@@ -54,8 +56,18 @@ pub struct Args {
     /// malformed ones. Slower.
     #[arg(long)]
     parse_all: bool,
+    /// With `s3://` inputs: only log files delivered on or after this day
+    /// (`YYYY-MM-DD`) or time (RFC 3339), by the date in their keys.
+    #[arg(long)]
+    since: Option<String>,
+    /// With `s3://` inputs: only log files delivered on or before this day
+    /// or time.
+    #[arg(long)]
+    until: Option<String>,
     /// Files: a JSON record or envelope, JSON Lines, or a CloudTrail log
     /// file, any of them gzipped. `-` reads standard input.
+    /// `s3://BUCKET/PREFIX/` reads the objects under the prefix (with the
+    /// credentials, region and endpoint of the environment), in key order.
     #[arg(required = true)]
     paths: Vec<String>,
 }
@@ -197,6 +209,7 @@ impl FileResult {
 /// How each input is read and classified: shared by every worker.
 struct Replayer<'a> {
     watch: &'a WatchList,
+    s3: Option<&'a S3>,
     prefilter: Option<Prefilter>,
     correlate: bool,
     format: Format,
@@ -204,9 +217,16 @@ struct Replayer<'a> {
 }
 
 impl Replayer<'_> {
-    fn file(&self, path: &str) -> FileResult {
+    fn file(&self, input: &Input) -> FileResult {
         let mut result = FileResult::default();
-        let reader = match open(path, self.bar) {
+        let name = input.name();
+        let path = name.as_str();
+        let opened = match (input, self.s3) {
+            (Input::Local(path), _) => open(path, self.bar),
+            (Input::S3(object), Some(s3)) => Ok(s3.open(object, self.bar)),
+            (Input::S3(_), None) => Err(anyhow::anyhow!("{path}: S3 is not connected")),
+        };
+        let reader = match opened {
             Ok(reader) => reader,
             Err(e) => {
                 result.bad += 1;
@@ -276,9 +296,44 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let config = load_config(&args.config)?;
     let watch = watch_of(&config, &args.config)?;
     let correlate = args.sessions || args.slack;
-    let bar = progress(&args.paths);
+    let window = Window::parse(args.since.as_deref(), args.until.as_deref())?;
+    let locations: Vec<Option<Location>> = args
+        .paths
+        .iter()
+        .map(|p| Location::parse(p).transpose())
+        .collect::<Result<_>>()?;
+    let s3 = if locations.iter().any(Option::is_some) {
+        Some(S3::connect()?)
+    } else {
+        if args.since.is_some() || args.until.is_some() {
+            anyhow::bail!("--since and --until choose objects of s3:// inputs; there are none");
+        }
+        None
+    };
+    let mut inputs = Vec::new();
+    for (path, location) in args.paths.iter().zip(&locations) {
+        match (location, &s3) {
+            (Some(location), Some(s3)) => {
+                let (objects, left_out) = s3.list(location, window)?;
+                eprintln!(
+                    "==> {path}: {} objects ({} MiB){}",
+                    objects.len(),
+                    objects.iter().map(|o| o.size).sum::<u64>() >> 20,
+                    if left_out > 0 {
+                        format!(", {left_out} others left out (digests, other days, not log files)")
+                    } else {
+                        String::new()
+                    }
+                );
+                inputs.extend(objects.into_iter().map(Input::S3));
+            }
+            _ => inputs.push(Input::Local(path.clone())),
+        }
+    }
+    let bar = progress(&inputs);
     let replayer = Replayer {
         watch: &watch,
+        s3: s3.as_ref(),
         prefilter: (!args.parse_all).then(|| Prefilter::new(&watch)),
         correlate,
         format: args.format,
@@ -291,12 +346,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let mut bad = 0usize;
     let mut records = 0usize;
     let mut write_error = None;
-    let size = |path: &String| std::fs::metadata(path).map_or(0, |m| m.len());
     in_order(
-        &args.paths,
+        &inputs,
         usize::from(args.jobs),
-        size,
-        |path| replayer.file(path),
+        Input::size,
+        |input| replayer.file(input),
         |result| {
             records += result.records;
             bad += result.bad;
@@ -414,15 +468,10 @@ fn open(path: &str, bar: &ProgressBar) -> Result<Box<dyn Read + Send>> {
     Ok(Box::new(bar.wrap_read(file)))
 }
 
-/// One bar over every input file, shown when they hold more than 64 MiB
-/// (it draws only when standard error is a terminal).
-fn progress(paths: &[String]) -> ProgressBar {
-    let total: u64 = paths
-        .iter()
-        .filter(|p| *p != "-")
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
+/// One bar over every input, shown when they hold more than 64 MiB (it
+/// draws only when standard error is a terminal).
+fn progress(inputs: &[Input]) -> ProgressBar {
+    let total: u64 = inputs.iter().map(Input::size).sum();
     if total <= 64 * 1024 * 1024 {
         return ProgressBar::hidden();
     }
@@ -434,6 +483,29 @@ fn progress(paths: &[String]) -> ProgressBar {
         .expect("static template"),
     );
     bar
+}
+
+/// One thing to read: a local file (or `-`), or an S3 object.
+enum Input {
+    Local(String),
+    S3(Object),
+}
+
+impl Input {
+    fn name(&self) -> String {
+        match self {
+            Self::Local(path) => path.clone(),
+            Self::S3(object) => object.name(),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Self::Local(path) if path != "-" => std::fs::metadata(path).map_or(0, |m| m.len()),
+            Self::Local(_) => 0,
+            Self::S3(object) => object.size,
+        }
+    }
 }
 
 fn write_table(out: &mut impl Write, detections: &[Detection]) -> io::Result<()> {

@@ -354,3 +354,96 @@ fn slack_output_escapes_hostile_session_names() {
     assert!(!text.contains("<!"), "{text}");
     assert!(text.contains("&lt;"), "{text}");
 }
+
+/// A gzipped log file of these fixture records.
+fn gzipped_log(names: &[&str]) -> Vec<u8> {
+    let records: Vec<Value> = names
+        .iter()
+        .map(|n| serde_json::from_str(&std::fs::read_to_string(fixture(n)).unwrap()).unwrap())
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap())
+        .unwrap();
+    gz.finish().unwrap()
+}
+
+/// `replay s3://…` on moto: the log files of the days asked for, in key
+/// order, whatever `--jobs`; digests and other days left out; a broken
+/// object reported in its place while the others are read.
+#[test]
+fn replay_reads_a_trail_bucket_by_the_days_in_its_keys() {
+    let endpoint = test_support::moto_endpoint();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sdk = runtime.block_on(test_support::sdk_config("us-east-1"));
+    let s3 = glasswatch_stacksets::aws::s3(&sdk);
+    let bucket = format!("gw-replay-trail-{}", std::process::id());
+    let day = |d: &str, time: &str, id: &str| {
+        format!(
+            "AWSLogs/o-exampleorg1/111122223333/CloudTrail/eu-west-1/2026/11/{d}/111122223333_CloudTrail_eu-west-1_202611{d}T{time}Z_{id}.json.gz"
+        )
+    };
+    let objects: Vec<(String, Vec<u8>)> = vec![
+        (day("19", "2340", "early"), gzipped_log(&["01-root-console-login-mfa.json"])),
+        (day("20", "1305", "first"), gzipped_log(&["11-assume-break-glass-role-by-break-glass-1.json"])),
+        (day("20", "1310", "broken"), b"\x1f\x8b not really gzip".to_vec()),
+        (
+            day("21", "0905", "second"),
+            gzipped_log(&["56-session-break-glass-1-s3-list-buckets.json", "08-negative-alice-console-login.json"]),
+        ),
+        (
+            "AWSLogs/o-exampleorg1/111122223333/CloudTrail-Digest/eu-west-1/2026/11/20/111122223333_CloudTrail-Digest_eu-west-1_org_us-east-1_20261120T140000Z.json.gz".into(),
+            b"{}".to_vec(),
+        ),
+    ];
+    runtime.block_on(async {
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        for (key, body) in &objects {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(body.clone().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let location = format!("s3://{bucket}/AWSLogs/");
+    let run = |jobs: &str| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .current_dir(root())
+            .args(["replay", "--format", "json", "--jobs", jobs])
+            .args(["--since", "2026-11-20", "--until", "2026-11-21", &location])
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    let one = run("1");
+    let stderr = String::from_utf8_lossy(&one.stderr);
+    assert_eq!(one.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("3 objects") && stderr.contains("2 others left out"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("s3://{bucket}/{}", objects[2].0)),
+        "the broken object is named: {stderr}"
+    );
+    let printed: Vec<Value> = String::from_utf8_lossy(&one.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = printed
+        .iter()
+        .map(|l| l["event_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["AssumeRole", "ListBuckets"], "{printed:?}");
+    let many = run("3");
+    assert_eq!(many.stdout, one.stdout);
+    assert_eq!(many.stderr, one.stderr);
+}
