@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use anyhow::{Context, Result, bail};
 use aws_config::BehaviorVersion;
 use glasswatch_core::record::parse_time;
-use glasswatch_core::trail::ObjectKey;
+use glasswatch_core::trail::{ObjectKey, ObjectKind};
 use glasswatch_stacksets::error::aws;
 use indicatif::ProgressBar;
 use tokio::runtime::Runtime;
@@ -86,11 +86,73 @@ impl Window {
         self.since.is_none() && self.until.is_none()
     }
 
-    /// Is a log file delivered at `time` (its key's) in the window? A log
-    /// file holds events of the minutes before its delivery, so `since`
-    /// reaches 15 minutes further.
+    /// Was a log file delivered at `time` (its key's) in the window?
     fn holds(&self, time: i64) -> bool {
-        self.since.is_none_or(|s| time + 15 * 60 >= s) && self.until.is_none_or(|u| time <= u)
+        self.since.is_none_or(|s| time >= s) && self.until.is_none_or(|u| time <= u)
+    }
+
+    /// Each day the window touches, as a key's date path `YYYY/MM/DD/`;
+    /// `None` when it is open at either end.
+    fn days(&self) -> Option<Vec<String>> {
+        let (since, until) = (self.since?, self.until?);
+        let mut day = since - since.rem_euclid(86_400);
+        let mut out = Vec::new();
+        while day <= until {
+            let date = time::OffsetDateTime::from_unix_timestamp(day).ok()?;
+            out.push(format!(
+                "{:04}/{:02}/{:02}/",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            ));
+            day += 86_400;
+        }
+        Some(out)
+    }
+}
+
+/// Where a prefix stands in the trail's layout
+/// (`[prefix/]AWSLogs/[o-…/]<account>/CloudTrail/<region>/YYYY/MM/DD/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Above the regions: list its sub-prefixes.
+    Descend,
+    /// `…/CloudTrail/<region>/`: its days are listed.
+    Region,
+    /// Below a region, or not ending at a `/`: listed whole.
+    Whole,
+    /// Not the trail's log files (digests, other services, other trees).
+    Skip,
+}
+
+/// How deep a tree may go before `AWSLogs/` (the trail's own prefix).
+const MAX_PREFIX_DEPTH: usize = 3;
+
+fn step(prefix: &str) -> Step {
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        return Step::Whole;
+    }
+    let segments: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(at) = segments.iter().position(|s| *s == "AWSLogs") else {
+        return if segments.len() < MAX_PREFIX_DEPTH {
+            Step::Descend
+        } else {
+            Step::Skip
+        };
+    };
+    let mut after = &segments[at + 1..];
+    if after.first().is_some_and(|s| s.starts_with("o-")) {
+        after = &after[1..];
+    }
+    match after {
+        [] => Step::Descend,
+        [account, ..] if !glasswatch_core::config::is_account_id(account) => Step::Skip,
+        [_] => Step::Descend,
+        [_, service, ..] if *service != "CloudTrail" => Step::Skip,
+        [_, _] => Step::Descend,
+        [_, _, region, ..] if !glasswatch_core::config::is_region(region) => Step::Skip,
+        [_, _, _] => Step::Region,
+        _ => Step::Whole,
     }
 }
 
@@ -119,53 +181,74 @@ impl S3 {
     /// `.json`/`.json.gz` object counts. Returns them and how many were
     /// left out.
     pub fn list(&self, location: &Location, window: Window) -> Result<(Vec<Object>, usize)> {
-        let mut objects = Vec::new();
-        let mut left_out = 0;
-        self.runtime.block_on(async {
-            let mut pages = self
-                .client
-                .list_objects_v2()
-                .bucket(&location.bucket)
-                .prefix(&location.prefix)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot list s3://{}/{}: {}",
-                        location.bucket,
-                        location.prefix,
-                        aws("s3:ListObjectsV2", e)
-                    )
-                })?;
-                for object in page.contents() {
-                    let Some(key) = object.key() else { continue };
-                    let wanted = if window.is_open() {
-                        key.ends_with(".json.gz") || key.ends_with(".json")
-                    } else {
-                        ObjectKey::parse(key).is_ok_and(|k| {
-                            k.kind == glasswatch_core::trail::ObjectKind::LogFile
-                                && window.holds(k.time)
-                        })
-                    };
-                    if wanted {
-                        objects.push(Object {
-                            bucket: location.bucket.clone(),
-                            key: key.to_owned(),
-                            size: object
-                                .size()
-                                .and_then(|s| u64::try_from(s).ok())
-                                .unwrap_or(0),
-                        });
-                    } else {
-                        left_out += 1;
-                    }
+        let (mut objects, left_out) = self.runtime.block_on(async {
+            let prefixes = match window.days() {
+                Some(days) => self.day_prefixes(location, &days).await?,
+                None => vec![location.prefix.clone()],
+            };
+            // A few listings at once: a long window over many accounts and
+            // regions is thousands of them.
+            let mut running = tokio::task::JoinSet::new();
+            let (mut objects, mut left_out) = (Vec::new(), 0);
+            for prefix in prefixes {
+                if running.len() >= LISTINGS_AT_ONCE
+                    && let Some(done) = running.join_next().await
+                {
+                    let (found, skipped) = done.context("a listing task failed")??;
+                    objects.extend(found);
+                    left_out += skipped;
                 }
+                let (client, bucket) = (self.client.clone(), location.bucket.clone());
+                running.spawn(async move { list_prefix(&client, &bucket, &prefix, window).await });
             }
-            anyhow::Ok(())
+            while let Some(done) = running.join_next().await {
+                let (found, skipped) = done.context("a listing task failed")??;
+                objects.extend(found);
+                left_out += skipped;
+            }
+            anyhow::Ok((objects, left_out))
         })?;
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         Ok((objects, left_out))
+    }
+
+    /// `<region>/YYYY/MM/DD/` for every account and region under the
+    /// location and every day; the location itself when it reaches below
+    /// a region (or ends inside a name).
+    async fn day_prefixes(&self, location: &Location, days: &[String]) -> Result<Vec<String>> {
+        let mut regions = Vec::new();
+        let mut pending = vec![location.prefix.clone()];
+        while let Some(prefix) = pending.pop() {
+            match step(&prefix) {
+                Step::Region => regions.push(prefix),
+                Step::Whole if prefix == location.prefix => return Ok(vec![prefix]),
+                Step::Whole | Step::Skip => {}
+                Step::Descend => {
+                    let mut pages = self
+                        .client
+                        .list_objects_v2()
+                        .bucket(&location.bucket)
+                        .prefix(&prefix)
+                        .delimiter("/")
+                        .into_paginator()
+                        .send();
+                    while let Some(page) = pages.next().await {
+                        let page =
+                            page.map_err(|e| listing_failed(&location.bucket, &prefix, e))?;
+                        pending.extend(
+                            page.common_prefixes()
+                                .iter()
+                                .filter_map(|p| p.prefix().map(str::to_owned)),
+                        );
+                    }
+                }
+            }
+        }
+        regions.sort();
+        Ok(regions
+            .iter()
+            .flat_map(|r| days.iter().map(move |d| format!("{r}{d}")))
+            .collect())
     }
 
     /// Stream `object`: a reader fed by a download on the runtime, a few
@@ -206,6 +289,64 @@ impl S3 {
         })
     }
 }
+
+/// Every object under `prefix`: those `window` takes, and how many others.
+async fn list_prefix(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    window: Window,
+) -> Result<(Vec<Object>, usize)> {
+    let (mut objects, mut left_out) = (Vec::new(), 0);
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| listing_failed(bucket, prefix, e))?;
+        for object in page.contents() {
+            let Some(key) = object.key() else { continue };
+            let wanted = if window.is_open() {
+                key.ends_with(".json.gz") || key.ends_with(".json")
+            } else {
+                ObjectKey::parse(key)
+                    .is_ok_and(|k| k.kind == ObjectKind::LogFile && window.holds(k.time))
+            };
+            if wanted {
+                objects.push(Object {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    size: object
+                        .size()
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(0),
+                });
+            } else {
+                left_out += 1;
+            }
+        }
+    }
+    Ok((objects, left_out))
+}
+
+fn listing_failed<E>(
+    bucket: &str,
+    prefix: &str,
+    e: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> anyhow::Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    anyhow::anyhow!(
+        "cannot list s3://{bucket}/{prefix}: {}",
+        aws("s3:ListObjectsV2", e)
+    )
+}
+
+/// How many listings run at once.
+const LISTINGS_AT_ONCE: usize = 16;
 
 /// How many chunks a download may run ahead of its reader.
 const CHUNKS_AHEAD: usize = 4;
@@ -250,7 +391,7 @@ mod tests {
         let w = Window::parse(Some("2026-11-20"), Some("2026-11-20")).unwrap();
         let day = parse_time("2026-11-20T00:00:00Z").unwrap();
         assert_eq!((w.since, w.until), (Some(day), Some(day + 86_399)));
-        assert!(w.holds(day + 3600) && w.holds(day - 600) && !w.holds(day - 3600));
+        assert!(w.holds(day) && w.holds(day + 3600) && !w.holds(day - 600));
         assert!(!w.holds(day + 86_400));
         let error = Window::parse(Some("yesterday"), None)
             .unwrap_err()
@@ -258,5 +399,40 @@ mod tests {
         assert!(error.contains("neither a day"), "{error}");
         assert!(Window::parse(Some("2026-11-21"), Some("2026-11-20")).is_err());
         assert!(Window::default().is_open());
+        assert_eq!(w.days().unwrap(), ["2026/11/20/"]);
+        let two = Window::parse(Some("2026-12-31T23:00:00Z"), Some("2027-01-01")).unwrap();
+        assert_eq!(two.days().unwrap(), ["2026/12/31/", "2027/01/01/"]);
+        assert_eq!(
+            Window::parse(Some("2026-11-20"), None).unwrap().days(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_walk_stops_at_regions_and_skips_what_is_not_the_trail() {
+        for (prefix, want) in [
+            ("", Step::Descend),
+            ("logs/", Step::Descend),
+            ("a/b/c/", Step::Skip),
+            ("AWSLogs/", Step::Descend),
+            ("logs/AWSLogs/o-abc123/", Step::Descend),
+            ("AWSLogs/o-abc123/111122223333/", Step::Descend),
+            ("AWSLogs/111122223333/CloudTrail/", Step::Descend),
+            ("AWSLogs/111122223333/CloudTrail-Digest/", Step::Skip),
+            ("AWSLogs/111122223333/Config/", Step::Skip),
+            ("AWSLogs/not-an-account/", Step::Skip),
+            (
+                "AWSLogs/o-abc123/111122223333/CloudTrail/eu-west-1/",
+                Step::Region,
+            ),
+            ("AWSLogs/111122223333/CloudTrail/global/", Step::Skip),
+            (
+                "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/",
+                Step::Whole,
+            ),
+            ("AWSLogs/1111", Step::Whole),
+        ] {
+            assert_eq!(step(prefix), want, "{prefix}");
+        }
     }
 }

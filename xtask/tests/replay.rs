@@ -408,11 +408,12 @@ fn replay_reads_a_trail_bucket_by_the_days_in_its_keys() {
         }
     });
     let location = format!("s3://{bucket}/AWSLogs/");
-    let run = |jobs: &str| {
+    let replay_s3 = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_xtask"))
             .current_dir(root())
-            .args(["replay", "--format", "json", "--jobs", jobs])
-            .args(["--since", "2026-11-20", "--until", "2026-11-21", &location])
+            .args(["replay", "--format", "json"])
+            .args(args)
+            .arg(&location)
             .env("AWS_ENDPOINT_URL", &endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -423,11 +424,23 @@ fn replay_reads_a_trail_bucket_by_the_days_in_its_keys() {
             .output()
             .unwrap()
     };
+    // Both ends given: each account and region's days are listed, nothing
+    // else.
+    let run = |jobs: &str| {
+        replay_s3(&[
+            "--jobs",
+            jobs,
+            "--since",
+            "2026-11-20",
+            "--until",
+            "2026-11-21",
+        ])
+    };
     let one = run("1");
     let stderr = String::from_utf8_lossy(&one.stderr);
     assert_eq!(one.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("3 objects") && stderr.contains("2 others left out"),
+        stderr.contains(": 3 objects") && !stderr.contains("left out"),
         "{stderr}"
     );
     assert!(
@@ -446,4 +459,13 @@ fn replay_reads_a_trail_bucket_by_the_days_in_its_keys() {
     let many = run("3");
     assert_eq!(many.stdout, one.stdout);
     assert_eq!(many.stderr, one.stderr);
+    // One end open: the prefix is listed whole, and what is not taken
+    // (the 19th, the digest) is counted.
+    let open = replay_s3(&["--since", "2026-11-20"]);
+    let stderr = String::from_utf8_lossy(&open.stderr);
+    assert!(
+        stderr.contains(": 3 objects") && stderr.contains("2 others left out"),
+        "{stderr}"
+    );
+    assert_eq!(open.stdout, one.stdout);
 }
