@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 
 use glasswatch_core::audit::{Table, terminal_safe};
 use glasswatch_core::correlate::Ledger;
@@ -194,22 +194,36 @@ struct FileResult {
     events: Vec<SessionEvent>,
 }
 
-impl FileResult {
-    fn complain(
-        &mut self,
-        path: &str,
-        position: &impl std::fmt::Display,
-        e: &impl std::fmt::Display,
-    ) {
-        self.bad += 1;
-        self.errors.push(report_line(path, position, e));
+/// Standard output, and the first error writing it.
+struct Output {
+    out: BufWriter<io::Stdout>,
+    error: Option<io::Error>,
+}
+
+impl Output {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.error.is_none()
+            && let Err(e) = self.out.write_all(bytes)
+        {
+            self.error = Some(e);
+        }
     }
+}
+
+fn locked(output: &Mutex<Output>) -> std::sync::MutexGuard<'_, Output> {
+    output
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How each input is read and classified: shared by every worker.
 struct Replayer<'a> {
     watch: &'a WatchList,
     s3: Option<&'a S3>,
+    /// With one input at a time, output goes straight out (memory stays
+    /// flat however many detections); otherwise it waits in the input's
+    /// [`FileResult`] for its turn.
+    direct: Option<&'a Mutex<Output>>,
     prefilter: Option<Prefilter>,
     correlate: bool,
     format: Format,
@@ -217,6 +231,21 @@ struct Replayer<'a> {
 }
 
 impl Replayer<'_> {
+    fn complain(
+        &self,
+        result: &mut FileResult,
+        path: &str,
+        position: &impl std::fmt::Display,
+        e: &impl std::fmt::Display,
+    ) {
+        result.bad += 1;
+        let line = report_line(path, position, e);
+        match self.direct {
+            Some(_) => self.bar.suspend(|| eprintln!("{line}")),
+            None => result.errors.push(line),
+        }
+    }
+
     fn file(&self, input: &Input) -> FileResult {
         let mut result = FileResult::default();
         let name = input.name();
@@ -240,7 +269,7 @@ impl Replayer<'_> {
             |result: &mut FileResult, position: Position, parsed: Result<Record, RecordError>| {
                 let record = match parsed {
                     Ok(record) => record,
-                    Err(e) => return result.complain(path, &position, &e),
+                    Err(e) => return self.complain(result, path, &position, &e),
                 };
                 let detections = classify(self.watch, &record);
                 if detections.is_empty() {
@@ -249,14 +278,23 @@ impl Replayer<'_> {
                 if self.correlate {
                     match SessionEvent::from_detections(&detections) {
                         Ok(e) => result.events.push(e),
-                        Err(e) => result.complain(path, &position, &e),
+                        Err(e) => self.complain(result, path, &position, &e),
                     }
                 } else if self.format == Format::Json {
                     for d in &detections {
                         let line = serde_json::to_string(&JsonLine::from(d))
                             .expect("plain strings always serialize");
-                        result.json.push_str(&line);
-                        result.json.push('\n');
+                        match self.direct {
+                            Some(output) => {
+                                let mut output = locked(output);
+                                output.write(line.as_bytes());
+                                output.write(b"\n");
+                            }
+                            None => {
+                                result.json.push_str(&line);
+                                result.json.push('\n');
+                            }
+                        }
                     }
                 } else {
                     result.detections.extend(detections);
@@ -277,7 +315,7 @@ impl Replayer<'_> {
         match outcome {
             Ok(()) => {}
             Err(InputError::Broken { position, message }) => {
-                result.complain(path, &position, &message);
+                self.complain(&mut result, path, &position, &message);
             }
             Err(e) => {
                 result.bad += 1;
@@ -331,24 +369,27 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     }
     let bar = progress(&inputs);
+    let jobs = usize::from(args.jobs).clamp(1, inputs.len().max(1));
+    let output = Mutex::new(Output {
+        out: BufWriter::new(io::stdout()),
+        error: None,
+    });
     let replayer = Replayer {
         watch: &watch,
         s3: s3.as_ref(),
+        direct: (jobs == 1).then_some(&output),
         prefilter: (!args.parse_all).then(|| Prefilter::new(&watch)),
         correlate,
         format: args.format,
         bar: &bar,
     };
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
     let mut events: Vec<SessionEvent> = Vec::new();
     let mut table = Vec::new();
     let mut bad = 0usize;
     let mut records = 0usize;
-    let mut write_error = None;
     in_order(
         &inputs,
-        usize::from(args.jobs),
+        jobs,
         Input::size,
         |input| replayer.file(input),
         |result| {
@@ -359,17 +400,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     eprintln!("{line}");
                 }
             });
-            if write_error.is_none()
-                && let Err(e) = out.write_all(result.json.as_bytes())
-            {
-                write_error = Some(e);
-            }
+            locked(&output).write(result.json.as_bytes());
             events.extend(result.events);
             table.extend(result.detections);
         },
     );
     bar.finish_and_clear();
-    if let Some(e) = write_error {
+    let Output { mut out, error } = output
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(e) = error {
         return finish_write(e);
     }
     if correlate {
