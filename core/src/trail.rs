@@ -536,3 +536,77 @@ impl fmt::Display for ObjectKind {
         })
     }
 }
+
+/// What the digests of a window say about the log files read in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DigestReport {
+    /// Log files a digest lists that were not read: deleted, or missed.
+    pub not_read: Vec<(String, String)>,
+    /// Log files read that no digest lists, though a digest of their
+    /// account and region covers their delivery: not written by
+    /// CloudTrail.
+    pub in_no_digest: Vec<String>,
+    /// Per account and region, the spans no digest covers.
+    pub gaps: Vec<(String, String, i64, i64)>,
+}
+
+impl DigestReport {
+    pub fn is_clean(&self) -> bool {
+        self.not_read.is_empty() && self.in_no_digest.is_empty() && self.gaps.is_empty()
+    }
+}
+
+/// Hold the log files read (`read`, keys) between `since` and `until`
+/// against the digests found for the same window. `until` should stop
+/// short of what CloudTrail may still deliver (an hour and more before
+/// now). A digest's own key names its account and region.
+pub fn check_digests(
+    digests: &[(ObjectKey, Digest)],
+    read: &[ObjectKey],
+    since: i64,
+    until: i64,
+    tolerance: i64,
+) -> DigestReport {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut report = DigestReport::default();
+    let mut listed = BTreeSet::new();
+    let mut windows: BTreeMap<(String, String), Vec<(i64, i64)>> = BTreeMap::new();
+    for (key, digest) in digests {
+        let place = (key.account.clone(), key.region.clone());
+        let start = crate::record::parse_time(&digest.digest_start_time);
+        let end = crate::record::parse_time(&digest.digest_end_time);
+        if let (Some(start), Some(end)) = (start, end) {
+            windows.entry(place).or_default().push((start, end));
+        }
+        for file in &digest.log_files {
+            listed.insert(file.s3_object.clone());
+            let in_window =
+                ObjectKey::parse(&file.s3_object).is_ok_and(|k| (since..=until).contains(&k.time));
+            if in_window && !read.iter().any(|r| r.key == file.s3_object) {
+                let digest_key = digest
+                    .digest_s3_object
+                    .clone()
+                    .unwrap_or_else(|| key.key.clone());
+                report.not_read.push((file.s3_object.clone(), digest_key));
+            }
+        }
+    }
+    for key in read {
+        let place = (key.account.clone(), key.region.clone());
+        windows.entry(place.clone()).or_default();
+        let covered = windows[&place].iter().any(|(_, end)| key.time <= *end);
+        if covered && !listed.contains(&key.key) {
+            report.in_no_digest.push(key.key.clone());
+        }
+    }
+    for ((account, region), spans) in &windows {
+        for (from, to) in digest_gaps(spans, since, until, tolerance) {
+            report
+                .gaps
+                .push((account.clone(), region.clone(), from, to));
+        }
+    }
+    report.not_read.sort();
+    report.in_no_digest.sort();
+    report
+}

@@ -347,3 +347,39 @@ fn a_digest_lists_what_was_delivered_and_gaps_are_hours_without_one() {
         [(t0, t0 + hour)]
     );
 }
+
+#[test]
+fn digests_name_the_files_not_read_the_files_no_digest_lists_and_the_gaps() {
+    use glasswatch_core::trail::check_digests;
+    let digest = Digest::parse(fixture("trail/digest.json").as_bytes()).unwrap();
+    let digest_key = ObjectKey::parse(digest.digest_s3_object.as_deref().unwrap()).unwrap();
+    let listed = |i: usize| ObjectKey::parse(&digest.log_files[i].s3_object).unwrap();
+    let forged = ObjectKey::parse("AWSLogs/o-exampleorg1/111122223333/CloudTrail/eu-west-1/2026/11/20/111122223333_CloudTrail_eu-west-1_20261120T1320Z_forgedFORGED0000.json.gz").unwrap();
+    let other_region = ObjectKey::parse("AWSLogs/o-exampleorg1/111122223333/CloudTrail/us-east-1/2026/11/20/111122223333_CloudTrail_us-east-1_20261120T1320Z_noDigestAnywhere.json.gz").unwrap();
+    let since = 1_795_179_600; // 13:00
+    let until = 1_795_183_200; // 14:00
+    let read = vec![listed(0), forged.clone(), other_region];
+    let report = check_digests(&[(digest_key, digest.clone())], &read, since, until, 300);
+    assert_eq!(
+        report.not_read,
+        [(
+            digest.log_files[1].s3_object.clone(),
+            digest.digest_s3_object.clone().unwrap()
+        )]
+    );
+    assert_eq!(report.in_no_digest, [forged.key]);
+    // us-east-1 has a file but no digest at all: the whole window.
+    assert_eq!(
+        report.gaps,
+        [(
+            "111122223333".to_owned(),
+            "us-east-1".to_owned(),
+            since,
+            until
+        )]
+    );
+    assert!(!report.is_clean());
+    let all = vec![listed(0), listed(1)];
+    let key = ObjectKey::parse(digest.digest_s3_object.as_deref().unwrap()).unwrap();
+    assert!(check_digests(&[(key, digest)], &all, since, until, 300).is_clean());
+}

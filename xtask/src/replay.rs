@@ -18,6 +18,7 @@ use glasswatch_core::notify;
 use glasswatch_core::prefilter::Prefilter;
 use glasswatch_core::session::SessionEvent;
 use glasswatch_core::slack::{RenderContext, format_time};
+use glasswatch_core::trail::{ObjectKey, check_digests};
 use glasswatch_core::{Config, Detection, Record, RecordError, WatchList, classify};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -64,6 +65,12 @@ pub struct Args {
     /// or time.
     #[arg(long)]
     until: Option<String>,
+    /// With `s3://` inputs and both `--since` and `--until`: hold the log
+    /// files read against CloudTrail's digest files (log file validation):
+    /// report a file a digest lists that was not read, a file read that no
+    /// digest lists, and time no digest covers. Exit 1 on any.
+    #[arg(long, requires_all = ["since", "until"])]
+    digests: bool,
     /// Files: a JSON record or envelope, JSON Lines, or a CloudTrail log
     /// file, any of them gzipped. `-` reads standard input.
     /// `s3://BUCKET/PREFIX/` reads the objects under the prefix (with the
@@ -424,11 +431,78 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     if let Err(e) = out.flush() {
         return finish_write(e);
     }
+    let mut failed = bad > 0;
     if bad > 0 {
         eprintln!("{bad} of {records} records could not be read");
-        return Ok(ExitCode::from(1));
     }
-    Ok(ExitCode::SUCCESS)
+    if args.digests {
+        failed |= !check_digests_of(&locations, s3.as_ref(), window, &inputs)?;
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--digests`: the log files read against the digests of the same
+/// window and places; prints what is wrong. Whether all was well.
+fn check_digests_of(
+    locations: &[Option<Location>],
+    s3: Option<&S3>,
+    window: Window,
+    inputs: &[Input],
+) -> Result<bool> {
+    let s3 = s3.context("--digests checks s3:// inputs; there are none")?;
+    let (Some(since), Some(until)) = (window.since, window.until) else {
+        anyhow::bail!("--digests needs both --since and --until");
+    };
+    // CloudTrail may still be delivering the last 75 minutes.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let until = until.min(now - 75 * 60);
+    let read: Vec<ObjectKey> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::S3(object) => ObjectKey::parse(&object.key).ok(),
+            Input::Local(_) => None,
+        })
+        .collect();
+    let mut digests = Vec::new();
+    for location in locations.iter().flatten() {
+        digests.extend(s3.digests(location, window)?);
+    }
+    let report = check_digests(&digests, &read, since, until, 5 * 60);
+    for (key, digest) in &report.not_read {
+        eprintln!(
+            "not read: {} (listed in the digest {})",
+            terminal_safe(key),
+            terminal_safe(digest)
+        );
+    }
+    for key in &report.in_no_digest {
+        eprintln!(
+            "in no digest: {} (CloudTrail lists every file it delivers)",
+            terminal_safe(key)
+        );
+    }
+    for (account, region, from, to) in &report.gaps {
+        eprintln!(
+            "no digest for {account} {region} from {} to {}",
+            format_time(*from),
+            format_time(*to)
+        );
+    }
+    eprintln!(
+        "==> {} digests checked against {} log files: {}",
+        digests.len(),
+        read.len(),
+        if report.is_clean() {
+            "every listed file read, every file listed, no gap"
+        } else {
+            "see above"
+        }
+    );
+    Ok(report.is_clean())
 }
 
 /// `work` on every item with `jobs` threads, each result handed to

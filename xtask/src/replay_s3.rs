@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use anyhow::{Context, Result, bail};
 use aws_config::BehaviorVersion;
 use glasswatch_core::record::parse_time;
-use glasswatch_core::trail::{ObjectKey, ObjectKind};
+use glasswatch_core::trail::{Digest, ObjectKey, ObjectKind};
 use glasswatch_stacksets::error::aws;
 use indicatif::ProgressBar;
 use tokio::runtime::Runtime;
@@ -216,12 +216,24 @@ impl S3 {
     /// location and every day; the location itself when it reaches below
     /// a region (or ends inside a name).
     async fn day_prefixes(&self, location: &Location, days: &[String]) -> Result<Vec<String>> {
+        Ok(match self.regions(location).await? {
+            Some(regions) => regions
+                .iter()
+                .flat_map(|r| days.iter().map(move |d| format!("{r}{d}")))
+                .collect(),
+            None => vec![location.prefix.clone()],
+        })
+    }
+
+    /// Every `…/CloudTrail/<region>/` under the location, found level by
+    /// level; `None` when the location reaches below a region.
+    async fn regions(&self, location: &Location) -> Result<Option<Vec<String>>> {
         let mut regions = Vec::new();
         let mut pending = vec![location.prefix.clone()];
         while let Some(prefix) = pending.pop() {
             match step(&prefix) {
                 Step::Region => regions.push(prefix),
-                Step::Whole if prefix == location.prefix => return Ok(vec![prefix]),
+                Step::Whole if prefix == location.prefix => return Ok(None),
                 Step::Whole | Step::Skip => {}
                 Step::Descend => {
                     let mut pages = self
@@ -245,10 +257,70 @@ impl S3 {
             }
         }
         regions.sort();
-        Ok(regions
-            .iter()
-            .flat_map(|r| days.iter().map(move |d| format!("{r}{d}")))
-            .collect())
+        Ok(Some(regions))
+    }
+
+    /// The digest files of every account and region under the location
+    /// for the window's days and the day after its end (a digest comes an
+    /// hour after the files it lists), each read and parsed.
+    pub fn digests(&self, location: &Location, window: Window) -> Result<Vec<(ObjectKey, Digest)>> {
+        let mut days = window
+            .days()
+            .context("--digests needs both --since and --until")?;
+        if let Some(until) = window.until {
+            days.extend(
+                Window {
+                    since: Some(until + 1),
+                    until: Some(until + 1),
+                }
+                .days()
+                .unwrap_or_default(),
+            );
+            days.dedup();
+        }
+        self.runtime.block_on(async {
+            let regions = self.regions(location).await?.with_context(|| {
+                format!(
+                    "--digests needs a prefix at or above the regions (…/CloudTrail/<region>/), not s3://{}/{}",
+                    location.bucket, location.prefix
+                )
+            })?;
+            let mut found = Vec::new();
+            for region in regions {
+                let root = region.replacen("/CloudTrail/", "/CloudTrail-Digest/", 1);
+                for day in &days {
+                    let (objects, _) =
+                        list_prefix(&self.client, &location.bucket, &format!("{root}{day}"), Window::default()).await?;
+                    for object in objects {
+                        let Ok(key) = ObjectKey::parse(&object.key) else { continue };
+                        if key.kind != ObjectKind::Digest {
+                            continue;
+                        }
+                        let body = self
+                            .client
+                            .get_object()
+                            .bucket(&object.bucket)
+                            .key(&object.key)
+                            .send()
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{}: {}", object.name(), aws("s3:GetObject", e)))?
+                            .body
+                            .collect()
+                            .await
+                            .with_context(|| format!("{}: the download broke off", object.name()))?
+                            .into_bytes();
+                        let mut text = Vec::new();
+                        flate2::read::MultiGzDecoder::new(body.as_ref())
+                            .read_to_end(&mut text)
+                            .with_context(|| format!("{}: not gzip", object.name()))?;
+                        let digest = Digest::parse(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", object.name()))?;
+                        found.push((key, digest));
+                    }
+                }
+            }
+            Ok(found)
+        })
     }
 
     /// Stream `object`: a reader fed by a download on the runtime, a few

@@ -367,15 +367,49 @@ fn gzipped_log(names: &[&str]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+/// A bucket on moto holding these objects.
+fn trail_bucket(bucket: &str, objects: &[(String, Vec<u8>)]) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let sdk = test_support::sdk_config("us-east-1").await;
+        let s3 = glasswatch_stacksets::aws::s3(&sdk);
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        for (key, body) in objects {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.clone().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// xtask with `command`, `args` and `location`, its AWS environment that
+/// of moto (test credentials, no profile, no instance metadata).
+fn on_moto(command: &[&str], args: &[&str], location: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(root())
+        .args(command)
+        .args(args)
+        .arg(location)
+        .env("AWS_ENDPOINT_URL", test_support::moto_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap()
+}
+
 /// `replay s3://…` on moto: the log files of the days asked for, in key
 /// order, whatever `--jobs`; digests and other days left out; a broken
 /// object reported in its place while the others are read.
 #[test]
 fn replay_reads_a_trail_bucket_by_the_days_in_its_keys() {
-    let endpoint = test_support::moto_endpoint();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sdk = runtime.block_on(test_support::sdk_config("us-east-1"));
-    let s3 = glasswatch_stacksets::aws::s3(&sdk);
     let bucket = format!("gw-replay-trail-{}", std::process::id());
     let day = |d: &str, time: &str, id: &str| {
         format!(
@@ -395,35 +429,9 @@ fn replay_reads_a_trail_bucket_by_the_days_in_its_keys() {
             b"{}".to_vec(),
         ),
     ];
-    runtime.block_on(async {
-        s3.create_bucket().bucket(&bucket).send().await.unwrap();
-        for (key, body) in &objects {
-            s3.put_object()
-                .bucket(&bucket)
-                .key(key)
-                .body(body.clone().into())
-                .send()
-                .await
-                .unwrap();
-        }
-    });
+    trail_bucket(&bucket, &objects);
     let location = format!("s3://{bucket}/AWSLogs/");
-    let replay_s3 = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .current_dir(root())
-            .args(["replay", "--format", "json"])
-            .args(args)
-            .arg(&location)
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap()
-    };
+    let replay_s3 = |args: &[&str]| on_moto(&["replay", "--format", "json"], args, &location);
     // Both ends given: each account and region's days are listed, nothing
     // else.
     let run = |jobs: &str| {
@@ -468,4 +476,74 @@ fn replay_reads_a_trail_bucket_by_the_days_in_its_keys() {
         "{stderr}"
     );
     assert_eq!(open.stdout, one.stdout);
+}
+
+/// `--digests` on moto: a file a digest lists but the bucket lacks, and a
+/// file the bucket holds but no digest lists, are both reported.
+#[test]
+fn replay_holds_what_it_read_against_the_trails_digests() {
+    let bucket = format!("gw-replay-digests-{}", std::process::id());
+    let log = |time: &str, id: &str| {
+        format!(
+            "AWSLogs/o-exampleorg1/111122223333/CloudTrail/eu-west-1/2026/11/20/111122223333_CloudTrail_eu-west-1_20261120T{time}Z_{id}.json.gz"
+        )
+    };
+    let digest_key = "AWSLogs/o-exampleorg1/111122223333/CloudTrail-Digest/eu-west-1/2026/11/20/111122223333_CloudTrail-Digest_eu-west-1_org_us-east-1_20261120T140000Z.json.gz";
+    let (read, forged, deleted) = (
+        log("1305", "read"),
+        log("1320", "forged"),
+        log("1340", "deleted"),
+    );
+    let digest = serde_json::json!({
+        "awsAccountId": "111122223333",
+        "digestStartTime": "2026-11-20T13:00:00Z",
+        "digestEndTime": "2026-11-20T14:00:00Z",
+        "digestS3Object": digest_key,
+        "logFiles": [
+            { "s3Bucket": bucket, "s3Object": read },
+            { "s3Bucket": bucket, "s3Object": deleted },
+        ],
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(digest.to_string().as_bytes()).unwrap();
+    let objects = [
+        (
+            read.clone(),
+            gzipped_log(&["11-assume-break-glass-role-by-break-glass-1.json"]),
+        ),
+        (
+            forged.clone(),
+            gzipped_log(&["08-negative-alice-console-login.json"]),
+        ),
+        (digest_key.to_owned(), gz.finish().unwrap()),
+    ];
+    trail_bucket(&bucket, &objects);
+    let out = on_moto(
+        &["replay", "--format", "json", "--digests"],
+        &[
+            "--since",
+            "2026-11-20T13:00:00Z",
+            "--until",
+            "2026-11-20T14:00:00Z",
+        ],
+        &format!("s3://{bucket}/AWSLogs/"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "not read: {deleted} (listed in the digest {digest_key})"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("in no digest: {forged}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no digest for"), "{stderr}");
+    assert!(
+        stderr.contains("1 digests checked against 2 log files"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
