@@ -82,13 +82,7 @@ pub fn for_each_candidate<R: Read>(
 /// and buffers) and do nothing else: the floor the decoder is measured
 /// against. Returns how many bytes it held.
 pub fn inflate_only<R: Read>(reader: R) -> Result<u64, InputError> {
-    let mut buffered = BufReader::with_capacity(BUFFER, reader);
-    let mut inner: Box<dyn BufRead> = if buffered.fill_buf()?.starts_with(&GZIP_MAGIC) {
-        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-        Box::new(BufReader::with_capacity(BUFFER, decoder))
-    } else {
-        Box::new(buffered)
-    };
+    let mut inner = decompressed(reader)?;
     let mut total = 0u64;
     loop {
         let n = inner.fill_buf()?.len();
@@ -97,6 +91,49 @@ pub fn inflate_only<R: Read>(reader: R) -> Result<u64, InputError> {
         }
         inner.consume(n);
         total += n as u64;
+    }
+}
+
+/// A reader's bytes, gunzipped (every member of the file) when it starts
+/// as gzip does, buffered either way: what every decoder here reads.
+pub(crate) enum Decompressed<R: Read> {
+    Plain(BufReader<R>),
+    /// Boxed: the inflater's state is large beside a plain reader.
+    Gzip(Box<BufReader<flate2::bufread::MultiGzDecoder<BufReader<R>>>>),
+}
+
+pub(crate) fn decompressed<R: Read>(reader: R) -> std::io::Result<Decompressed<R>> {
+    let mut buffered = BufReader::with_capacity(BUFFER, reader);
+    if buffered.fill_buf()?.starts_with(&GZIP_MAGIC) {
+        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
+        let inflated = BufReader::with_capacity(BUFFER, decoder);
+        return Ok(Decompressed::Gzip(Box::new(inflated)));
+    }
+    Ok(Decompressed::Plain(buffered))
+}
+
+impl<R: Read> Read for Decompressed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(r) => r.read(buf),
+            Self::Gzip(r) => r.read(buf),
+        }
+    }
+}
+
+impl<R: Read> BufRead for Decompressed<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            Self::Plain(r) => r.fill_buf(),
+            Self::Gzip(r) => r.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, amount: usize) {
+        match self {
+            Self::Plain(r) => r.consume(amount),
+            Self::Gzip(r) => r.consume(amount),
+        }
     }
 }
 
@@ -119,20 +156,10 @@ pub fn for_each_document<R: Read>(
 
 fn decode<R: Read>(
     reader: R,
-    mut filter: Option<&mut Filter<'_>>,
+    filter: Option<&mut Filter<'_>>,
     each: &mut Sink<'_>,
 ) -> Result<(), InputError> {
-    let mut buffered = BufReader::with_capacity(BUFFER, reader);
-    let head = buffered.fill_buf()?;
-    if head.starts_with(&GZIP_MAGIC) {
-        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-        return decode_plain(
-            BufReader::with_capacity(BUFFER, decoder),
-            filter.as_deref_mut(),
-            each,
-        );
-    }
-    decode_plain(buffered, filter, each)
+    decode_plain(decompressed(reader)?, filter, each)
 }
 
 /// One element as the decoder hands it over.
@@ -160,22 +187,16 @@ struct Filter<'a> {
     hits: Vec<usize>,
 }
 
-impl Filter<'_> {
-    /// One whole element, judged alone.
-    fn element<'b>(&mut self, bytes: &'b [u8]) -> Doc<'b> {
-        match bounded(bytes) {
-            Ok(b) if !self.prefilter.may_flag_with(b, &mut self.scratch) => Doc::Skipped,
-            other => other.into(),
-        }
-    }
-}
-
-/// A log file's element, through the filter when there is one.
+/// A log file's element judged alone (not by the scanner's buffer-wide
+/// search), through the filter when there is one.
 fn element<'b>(filter: &mut Option<&mut Filter<'_>>, bytes: &'b [u8]) -> Doc<'b> {
-    match filter {
-        Some(f) => f.element(bytes),
-        None => bounded(bytes).into(),
-    }
+    let bytes = bounded(bytes);
+    let skip = bytes.as_ref().is_ok_and(|b| {
+        filter
+            .as_deref_mut()
+            .is_some_and(|f| !f.prefilter.may_flag_with(b, &mut f.scratch))
+    });
+    if skip { Doc::Skipped } else { bytes.into() }
 }
 
 type Sink<'a> = dyn FnMut(Position, Doc<'_>) + 'a;

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::config::{Problem, is_account_id, is_region};
 use crate::detect::{Detection, classify};
-use crate::input::{InputError, Position, for_each_candidate};
+use crate::input::{InputError, MAX_DOCUMENT_BYTES, Position, decompressed, for_each_candidate};
 use crate::prefilter::Prefilter;
 use crate::record::RecordError;
 use crate::watch::WatchList;
@@ -74,11 +74,9 @@ impl TrailConfig {
     /// Every problem with the table, with the key it is at.
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        let at = |key: &str| ["trail".to_owned(), key.to_owned()];
         let mut problem = |key: &str, message: String, hint: &str| {
-            let path = at(key);
             out.push(Problem::new(
-                &[path[0].as_str(), path[1].as_str()],
+                &["trail", key],
                 message,
                 Some(hint.to_owned()),
             ));
@@ -483,6 +481,21 @@ impl Digest {
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("not a CloudTrail digest file: {e}"))
     }
+
+    /// Read a digest file as CloudTrail writes it (gzipped) or plain, at
+    /// most [`MAX_DOCUMENT_BYTES`] of it.
+    pub fn read<R: Read>(reader: R) -> Result<Self, String> {
+        let mut text = Vec::new();
+        decompressed(reader)
+            .and_then(|r| r.take(MAX_DOCUMENT_BYTES as u64 + 1).read_to_end(&mut text))
+            .map_err(|e| format!("cannot read the digest file: {e}"))?;
+        if text.len() > MAX_DOCUMENT_BYTES {
+            return Err(format!(
+                "the digest file is over {MAX_DOCUMENT_BYTES} bytes, more than CloudTrail writes"
+            ));
+        }
+        Self::parse(&text)
+    }
 }
 
 /// The log files `digest` lists that `processed` does not know: each was
@@ -569,6 +582,7 @@ pub fn check_digests(
 ) -> DigestReport {
     use std::collections::{BTreeMap, BTreeSet};
     let mut report = DigestReport::default();
+    let read_keys: BTreeSet<&str> = read.iter().map(|r| r.key.as_str()).collect();
     let mut listed = BTreeSet::new();
     let mut windows: BTreeMap<(String, String), Vec<(i64, i64)>> = BTreeMap::new();
     for (key, digest) in digests {
@@ -582,7 +596,7 @@ pub fn check_digests(
             listed.insert(file.s3_object.clone());
             let in_window =
                 ObjectKey::parse(&file.s3_object).is_ok_and(|k| (since..=until).contains(&k.time));
-            if in_window && !read.iter().any(|r| r.key == file.s3_object) {
+            if in_window && !read_keys.contains(file.s3_object.as_str()) {
                 let digest_key = digest
                     .digest_s3_object
                     .clone()

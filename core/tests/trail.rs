@@ -383,3 +383,20 @@ fn digests_name_the_files_not_read_the_files_no_digest_lists_and_the_gaps() {
     let key = ObjectKey::parse(digest.digest_s3_object.as_deref().unwrap()).unwrap();
     assert!(check_digests(&[(key, digest)], &all, since, until, 300).is_clean());
 }
+
+#[test]
+fn a_digest_is_read_gzipped_as_cloudtrail_writes_it_and_bounded() {
+    let text = fixture("trail/digest.json");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    assert_eq!(
+        Digest::read(gz.finish().unwrap().as_slice()).unwrap(),
+        Digest::parse(text.as_bytes()).unwrap()
+    );
+    let huge = vec![b' '; glasswatch_core::input::MAX_DOCUMENT_BYTES + 1];
+    assert!(
+        Digest::read(huge.as_slice())
+            .unwrap_err()
+            .contains("is over")
+    );
+}

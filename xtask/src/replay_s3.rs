@@ -190,18 +190,18 @@ impl S3 {
             // regions is thousands of them.
             let mut running = tokio::task::JoinSet::new();
             let (mut objects, mut left_out) = (Vec::new(), 0);
-            for prefix in prefixes {
-                if running.len() >= LISTINGS_AT_ONCE
-                    && let Some(done) = running.join_next().await
+            let mut prefixes = prefixes.into_iter();
+            loop {
+                while running.len() < LISTINGS_AT_ONCE
+                    && let Some(prefix) = prefixes.next()
                 {
-                    let (found, skipped) = done.context("a listing task failed")??;
-                    objects.extend(found);
-                    left_out += skipped;
+                    let (client, bucket) = (self.client.clone(), location.bucket.clone());
+                    running
+                        .spawn(async move { list_prefix(&client, &bucket, &prefix, window).await });
                 }
-                let (client, bucket) = (self.client.clone(), location.bucket.clone());
-                running.spawn(async move { list_prefix(&client, &bucket, &prefix, window).await });
-            }
-            while let Some(done) = running.join_next().await {
+                let Some(done) = running.join_next().await else {
+                    break;
+                };
                 let (found, skipped) = done.context("a listing task failed")??;
                 objects.extend(found);
                 left_out += skipped;
@@ -264,63 +264,41 @@ impl S3 {
     /// for the window's days and the day after its end (a digest comes an
     /// hour after the files it lists), each read and parsed.
     pub fn digests(&self, location: &Location, window: Window) -> Result<Vec<(ObjectKey, Digest)>> {
-        let mut days = window
-            .days()
-            .context("--digests needs both --since and --until")?;
-        if let Some(until) = window.until {
-            days.extend(
-                Window {
-                    since: Some(until + 1),
-                    until: Some(until + 1),
-                }
-                .days()
-                .unwrap_or_default(),
-            );
-            days.dedup();
+        let days = Window {
+            until: window.until.map(|u| u + 86_400),
+            ..window
         }
-        self.runtime.block_on(async {
+        .days()
+        .context("--digests needs both --since and --until")?;
+        let objects = self.runtime.block_on(async {
             let regions = self.regions(location).await?.with_context(|| {
                 format!(
                     "--digests needs a prefix at or above the regions (…/CloudTrail/<region>/), not s3://{}/{}",
                     location.bucket, location.prefix
                 )
             })?;
-            let mut found = Vec::new();
+            let mut objects = Vec::new();
             for region in regions {
                 let root = region.replacen("/CloudTrail/", "/CloudTrail-Digest/", 1);
                 for day in &days {
-                    let (objects, _) =
-                        list_prefix(&self.client, &location.bucket, &format!("{root}{day}"), Window::default()).await?;
-                    for object in objects {
-                        let Ok(key) = ObjectKey::parse(&object.key) else { continue };
-                        if key.kind != ObjectKind::Digest {
-                            continue;
-                        }
-                        let body = self
-                            .client
-                            .get_object()
-                            .bucket(&object.bucket)
-                            .key(&object.key)
-                            .send()
-                            .await
-                            .map_err(|e| anyhow::anyhow!("{}: {}", object.name(), aws("s3:GetObject", e)))?
-                            .body
-                            .collect()
-                            .await
-                            .with_context(|| format!("{}: the download broke off", object.name()))?
-                            .into_bytes();
-                        let mut text = Vec::new();
-                        flate2::read::MultiGzDecoder::new(body.as_ref())
-                            .read_to_end(&mut text)
-                            .with_context(|| format!("{}: not gzip", object.name()))?;
-                        let digest = Digest::parse(&text)
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", object.name()))?;
-                        found.push((key, digest));
-                    }
+                    let prefix = format!("{root}{day}");
+                    let (found, _) =
+                        list_prefix(&self.client, &location.bucket, &prefix, Window::default()).await?;
+                    objects.extend(found);
                 }
             }
-            Ok(found)
-        })
+            anyhow::Ok(objects)
+        })?;
+        objects
+            .iter()
+            .filter_map(|o| ObjectKey::parse(&o.key).ok().map(|k| (o, k)))
+            .filter(|(_, key)| key.kind == ObjectKind::Digest)
+            .map(|(object, key)| {
+                let digest = Digest::read(self.open(object, &ProgressBar::hidden()))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", object.name()))?;
+                Ok((key, digest))
+            })
+            .collect()
     }
 
     /// Stream `object`: a reader fed by a download on the runtime, a few
