@@ -27,14 +27,14 @@ use glasswatch_core::coverage::{Change, Coverage, Health, MISSED_INTERVALS, chan
 use glasswatch_core::detect::correlation_keys;
 use glasswatch_core::notify::{SlackState, Step, WEBHOOK_ROOT, next_step};
 use glasswatch_core::record::parse_time;
-use glasswatch_core::session::{SessionEvent, SessionEventError};
+use glasswatch_core::session::{Recovered, SessionEvent, SessionEventError};
 use glasswatch_core::signal::{
     ACTIVITY_DETAIL_TYPE, HEARTBEAT_DETAIL_TYPE, Heartbeat, SIGNAL_DETAIL_TYPE, SIGNAL_SOURCE,
     Signal,
 };
 use glasswatch_core::slack::{
-    AlarmNotice, CoverageProblem, RenderContext, SpoofedSignal, alarm_alert, coverage_alert,
-    coverage_recovered, session_merged, spoofed_signal,
+    AlarmNotice, CoverageProblem, Misplaced, RenderContext, SpoofedSignal, alarm_alert,
+    coverage_alert, coverage_recovered, session_merged, spoofed_signal,
 };
 use glasswatch_core::verify::{Verdict, verify};
 use glasswatch_core::{Detection, Record, RecordError, classify};
@@ -46,6 +46,10 @@ use crate::notifier::Slack;
 use crate::slack::SlackError;
 use crate::store::coverage::{Beat, SpoofAlert};
 use crate::store::{Evidence, Store, StoreError};
+
+/// The sessions a batch touched: their new events, and the messages that
+/// brought them.
+pub(crate) type Touched = BTreeMap<String, (Vec<SessionEvent>, Vec<String>)>;
 
 /// A root-message claim older than this is presumed dead.
 const CLAIM_STALE_SECS: i64 = 120;
@@ -83,15 +87,7 @@ impl AggregatorError {
 
 impl From<AggregatorError> for lambda_runtime::Diagnostic {
     fn from(e: AggregatorError) -> Self {
-        let error_type = if e.retryable() {
-            "Retryable"
-        } else {
-            "BadInput"
-        };
-        Self {
-            error_type: error_type.to_owned(),
-            error_message: e.to_string(),
-        }
+        crate::diagnostic(e.retryable(), e.to_string())
     }
 }
 
@@ -132,6 +128,31 @@ pub enum Processed {
     Alarm {
         name: String,
     },
+}
+
+/// Where a record to admit came from.
+#[derive(Debug)]
+pub(crate) struct Origin<'a> {
+    /// The envelope's `account` (fast path), or the log file's account.
+    pub sender: Option<&'a str>,
+    /// The evidence kept with it (JSON).
+    pub signal_json: &'a str,
+    /// Set for a record read from the trail's log files.
+    pub recovered: Option<Recovered>,
+    /// Set (to a [`Verdict::Misplaced`]) for a record in another account's
+    /// or region's log file: the verdict, without asking `verify`.
+    pub misplaced: Option<Verdict>,
+}
+
+impl<'a> Origin<'a> {
+    fn fast(sender: Option<&'a str>, signal_json: &'a str) -> Self {
+        Self {
+            sender,
+            signal_json,
+            recovered: None,
+            misplaced: None,
+        }
+    }
 }
 
 /// The aggregator with its clients, built once per container.
@@ -323,8 +344,14 @@ impl Aggregator {
         }
         let evidence = serde_json::to_string(envelope)
             .map_err(|e| AggregatorError::BadMessage(format!("event: {e}")))?;
-        self.admit(&record, &detections, sender, &evidence, now, deadline)
-            .await
+        self.admit(
+            &record,
+            &detections,
+            Origin::fast(sender, &evidence),
+            now,
+            deadline,
+        )
+        .await
     }
 
     async fn signal(
@@ -352,8 +379,7 @@ impl Aggregator {
         self.admit(
             &record,
             &signal.detections,
-            sender,
-            &evidence,
+            Origin::fast(sender, &evidence),
             now,
             deadline,
         )
@@ -365,23 +391,31 @@ impl Aggregator {
     /// joins its session. Correlation keys are recomputed from the record,
     /// never taken from the message, so a forged message cannot claim
     /// another session's keys.
-    async fn admit(
+    pub(crate) async fn admit(
         &self,
         record: &Record,
         detections: &[Detection],
-        sender: Option<&str>,
-        signal_json: &str,
+        from: Origin<'_>,
         now: i64,
         deadline: Instant,
     ) -> Result<Processed, AggregatorError> {
+        let Origin {
+            sender,
+            signal_json,
+            recovered,
+            misplaced,
+        } = from;
         let mut must_have = vec![record.account.as_str()];
         must_have.extend(sender);
         let accounts = self.account_list(&must_have, now).await?;
         // With no account list at all, membership rests on the central
         // bus's organization-only policy.
-        let verdict = verify(sender, &record.account, |a| {
-            accounts.member(a).unwrap_or(true)
-        });
+        let verdict = match misplaced {
+            Some(verdict) => verdict,
+            None => verify(sender, &record.account, |a| {
+                accounts.member(a).unwrap_or(true)
+            }),
+        };
         let evidence = Evidence {
             verdict: &verdict,
             sender,
@@ -396,6 +430,7 @@ impl Aggregator {
             });
         }
         let mut event = SessionEvent::from_detections(detections)?;
+        event.recovered = recovered;
         event.keys = correlation_keys(record)
             .iter()
             .map(ToString::to_string)
@@ -444,6 +479,18 @@ impl Aggregator {
                 region: record.region.clone(),
                 received_at: now,
                 held_back: suppressed,
+                misplaced: match evidence.verdict {
+                    Verdict::Misplaced {
+                        log_file,
+                        file_account,
+                        file_region,
+                    } => Some(Misplaced {
+                        log_file: log_file.clone(),
+                        file_account: file_account.clone(),
+                        file_region: file_region.clone(),
+                    }),
+                    _ => None,
+                },
             },
         );
         if let Err(e) = self.slack.send(&alert, deadline).await {
@@ -502,7 +549,7 @@ impl Aggregator {
         deadline: Instant,
     ) -> SqsBatchResponse {
         let mut failures = Vec::new();
-        let mut touched: BTreeMap<String, (Vec<SessionEvent>, Vec<String>)> = BTreeMap::new();
+        let mut touched = Touched::new();
         let mut absorbed: BTreeSet<String> = BTreeSet::new();
         for message in &batch.records {
             let id = message.message_id.clone().unwrap_or_default();
@@ -529,19 +576,7 @@ impl Aggregator {
                 }
             }
         }
-        for gone in &absorbed {
-            if let Err(e) = self.announce_merge(gone, now, deadline).await {
-                tracing::warn!(session_id = %gone, error = %e, "merge notice not sent; pending for the tick");
-            }
-        }
-        for (session_id, (events, messages)) in &touched {
-            // A session merged later in the batch is announced under the
-            // survivor, which the store resolves.
-            if let Err(e) = self.notify(session_id, events, now, deadline, false).await {
-                tracing::error!(session_id = %session_id, error = %e, "could not record Slack state");
-                failures.extend(messages.iter().cloned());
-            }
-        }
+        failures.extend(self.announce(&touched, &absorbed, now, deadline).await);
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures
             .into_iter()
@@ -552,6 +587,33 @@ impl Aggregator {
             })
             .collect();
         response
+    }
+
+    /// After a batch: the merge notices, then each touched session shown
+    /// in Slack. Returns the messages (the second of each `touched` entry)
+    /// whose session's Slack state could not be recorded.
+    pub(crate) async fn announce(
+        &self,
+        touched: &Touched,
+        absorbed: &BTreeSet<String>,
+        now: i64,
+        deadline: Instant,
+    ) -> Vec<String> {
+        let mut failures = Vec::new();
+        for gone in absorbed {
+            if let Err(e) = self.announce_merge(gone, now, deadline).await {
+                tracing::warn!(session_id = %gone, error = %e, "merge notice not sent; pending for the tick");
+            }
+        }
+        for (session_id, (events, messages)) in touched {
+            // A session merged later in the batch is announced under the
+            // survivor, which the store resolves.
+            if let Err(e) = self.notify(session_id, events, now, deadline, false).await {
+                tracing::error!(session_id = %session_id, error = %e, "could not record Slack state");
+                failures.extend(messages.iter().cloned());
+            }
+        }
+        failures
     }
 
     /// Tell an announced session's thread that it continues in the

@@ -3,15 +3,10 @@
 //! read from Secrets Manager when the first message needs it, so no
 //! outage there keeps events from being stored.
 
-use std::time::{Duration, Instant, SystemTime};
-
 use glasswatch_aggregator::notifier::Slack;
 use glasswatch_aggregator::{Aggregator, AggregatorConfig, init_tracing};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-
-/// Time assumed left when the runtime's deadline is unusable.
-const UNKNOWN_DEADLINE_BUDGET: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -23,14 +18,7 @@ async fn main() -> Result<(), Error> {
     let aggregator = Aggregator::new(config, &aws, slack);
     let aggregator = &aggregator;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let left = event
-            .context
-            .deadline()
-            .duration_since(SystemTime::now())
-            .ok();
-        // A deadline already past is not one Lambda would give (`cargo
-        // lambda watch` sends a relative 600000 ms): assume a budget.
-        let deadline = Instant::now() + left.unwrap_or(UNKNOWN_DEADLINE_BUDGET);
+        let deadline = glasswatch_aggregator::deadline(&event.context);
         aggregator.invoke(&event.payload, deadline).await
     }))
     .await

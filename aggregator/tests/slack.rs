@@ -40,6 +40,7 @@ fn event(id: &str, time: i64, principal: &str, user_agent: &str) -> SessionEvent
         user_agent: Some(user_agent.to_owned()),
         mfa: Mfa::Yes,
         error_code: None,
+        recovered: None,
     }
 }
 

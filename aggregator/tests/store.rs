@@ -40,6 +40,7 @@ fn ev(id: &str, time: i64, account: &str, keys: &[&str]) -> SessionEvent {
         user_agent: Some("aws-cli/2".to_owned()),
         mfa: Mfa::Yes,
         error_code: None,
+        recovered: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn event() -> SessionEvent {
         user_agent: None,
         mfa: Mfa::Unknown,
         error_code: None,
+        recovered: None,
     }
 }
 

@@ -23,6 +23,7 @@ use crate::detect::{DetectionKind, Severity};
 use crate::notify::WEBHOOK_ROOT;
 use crate::session::{Session, SessionEvent};
 use crate::signal::TrailStatus;
+pub use crate::slack::format_duration;
 use crate::slack::format_time;
 
 /// Every severity, least severe first.
@@ -281,26 +282,6 @@ pub fn entry_path(session: &Session) -> String {
     format!("{service}:{}", session.anchor_event_name)
 }
 
-/// `45s`, `12m 05s`, `3h 02m`, `2d 04h`.
-pub fn format_duration(secs: i64) -> String {
-    let secs = secs.max(0);
-    let (d, h, m, s) = (
-        secs / 86_400,
-        secs % 86_400 / 3_600,
-        secs % 3_600 / 60,
-        secs % 60,
-    );
-    if d > 0 {
-        format!("{d}d {h:02}h")
-    } else if h > 0 {
-        format!("{h}h {m:02}m")
-    } else if m > 0 {
-        format!("{m}m {s:02}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
 /// Where a session's Slack thread is, as the store knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlackThread<'a> {
@@ -435,6 +416,10 @@ pub struct EventRow {
     pub error_code: Option<String>,
     pub severity: Severity,
     pub kinds: Vec<DetectionKind>,
+    /// Set when the fast path missed the event and the trail's log files
+    /// delivered it: the log file, and how late.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<crate::session::Recovered>,
 }
 
 pub const EVENT_COLUMNS: [&str; 7] = [
@@ -462,16 +447,25 @@ impl EventRow {
             error_code: event.error_code.clone(),
             severity: event.severity,
             kinds: event.kinds.iter().copied().collect(),
+            recovered: event.recovered.clone(),
         }
     }
 
     pub fn table_cells(&self) -> Vec<String> {
+        let summary = match &self.recovered {
+            Some(r) => format!(
+                "[recovered from the trail, {} late] {}",
+                format_duration(r.late_secs),
+                self.summary
+            ),
+            None => self.summary.clone(),
+        };
         vec![
             self.time.clone(),
             self.account.label(),
             self.region.clone(),
             self.event_name.clone(),
-            clip(&self.summary, MAX_TABLE_TEXT),
+            clip(&summary, MAX_TABLE_TEXT),
             self.source_ip.clone().unwrap_or_default(),
             self.error_code.clone().unwrap_or_default(),
         ]
@@ -979,6 +973,7 @@ mod tests {
             user_agent: None,
             mfa: Mfa::Yes,
             error_code: None,
+            recovered: None,
         }
     }
 

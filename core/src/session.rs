@@ -48,6 +48,19 @@ pub struct SessionEvent {
     pub user_agent: Option<String>,
     pub mfa: Mfa,
     pub error_code: Option<String>,
+    /// Set when the event was first seen in the organization trail's log
+    /// files, not on the fast path (EventBridge did not deliver it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<Recovered>,
+}
+
+/// Where and how late the reconciler found an event the fast path missed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovered {
+    /// The log file's object key.
+    pub log_file: String,
+    /// Seconds from the event's time to its processing.
+    pub late_secs: i64,
 }
 
 /// Why a list of detections does not make a [`SessionEvent`].
@@ -99,6 +112,7 @@ impl SessionEvent {
             user_agent: first.user_agent.clone(),
             mfa: first.mfa,
             error_code: first.error_code.clone(),
+            recovered: None,
         })
     }
 
@@ -144,6 +158,14 @@ pub struct Session {
     pub mfa: Mfa,
     /// What the anchor event was, for the alert's headline.
     pub summary: String,
+    /// Events of the session first seen in the trail's log files (the
+    /// fast path missed them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recovered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn bounded(mut set: BTreeSet<String>) -> BTreeSet<String> {
@@ -184,6 +206,7 @@ impl Session {
             user_agents: event.user_agent.iter().cloned().collect(),
             mfa: event.mfa,
             summary: event.summary.clone(),
+            recovered: u64::from(event.recovered.is_some()),
         }
     }
 
@@ -220,6 +243,7 @@ impl Session {
             user_agents: union(&self.user_agents, &other.user_agents),
             mfa: mfa_join(self.mfa, other.mfa),
             summary: lead.summary.clone(),
+            recovered: self.recovered + other.recovered,
         }
     }
 

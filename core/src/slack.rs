@@ -61,6 +61,7 @@ const MAX_ACCOUNT_NAME: usize = 50;
 const MAX_REGION: usize = 24;
 const MAX_SOURCE_IP: usize = 64;
 const MAX_ID: usize = 64;
+const MAX_LOG_FILE: usize = 200;
 // How many members of a set a root message lists before "+N more".
 const LIST_ACCOUNTS: usize = 10;
 const LIST_REGIONS: usize = 10;
@@ -631,7 +632,7 @@ fn root_blocks(ctx: &RenderContext, session: &Session, anchor_region: &str) -> V
         ),
     };
 
-    vec![
+    let mut blocks = vec![
         header(session.severity, kind_title(&session.kinds)),
         section(escape_inline(&session.summary, MAX_SUMMARY)),
         fields(vec![
@@ -647,11 +648,20 @@ fn root_blocks(ctx: &RenderContext, session: &Session, anchor_region: &str) -> V
             ("Kinds", kinds),
         ]),
         section(link),
-        context(format!(
-            "Glasswatch · session {}",
-            code(&session.session_id, MAX_ID)
-        )),
-    ]
+    ];
+    if session.recovered > 0 {
+        blocks.push(context(format!(
+            ":inbox_tray: {} recovered from the trail: EventBridge did not deliver {}, \
+             the organization trail's log files did.",
+            plural(session.recovered, "event", "events"),
+            if session.recovered == 1 { "it" } else { "them" }
+        )));
+    }
+    blocks.push(context(format!(
+        "Glasswatch · session {}",
+        code(&session.session_id, MAX_ID)
+    )));
+    blocks
 }
 
 /// One coalesced message for the events that arrived since the last one:
@@ -752,13 +762,98 @@ pub fn session_digest_of(
 }
 
 fn digest_line(ctx: &RenderContext, event: &SessionEvent) -> String {
-    format!(
+    let mut line = format!(
         "`{}` · {} / {} · {} · {}",
         format_time(event.time),
         account_label(ctx, &event.account),
         escape_inline(&event.region, MAX_REGION),
         code(&event.event_name, MAX_EVENT_NAME),
         escape_inline(&event.summary, MAX_DIGEST_SUMMARY),
+    );
+    if let Some(recovered) = &event.recovered {
+        let _ = write!(
+            line,
+            " · _recovered from the trail, {} late_",
+            format_duration(recovered.late_secs)
+        );
+    }
+    line
+}
+
+/// `45s`, `12m 05s`, `3h 02m`, `2d 04h`.
+pub fn format_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3_600,
+        secs % 3_600 / 60,
+        secs % 60,
+    );
+    if d > 0 {
+        format!("{d}d {h:02}h")
+    } else if h > 0 {
+        format!("{h}h {m:02}m")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Events of one account × region that only the trail's log files
+/// delivered: the fast path (EventBridge) missed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedByFastPath {
+    pub account: String,
+    pub region: String,
+    /// The log file's object key.
+    pub log_file: String,
+    /// The missed events: `(eventID, eventName)`, in the file's order.
+    pub events: Vec<(String, String)>,
+    /// The latest of them, in seconds from event to processing.
+    pub late_secs: i64,
+}
+
+/// The fast path missed break-glass events (a coverage-style alert, high):
+/// they are in their sessions now, marked as recovered from the trail.
+pub fn missed_by_fast_path(ctx: &RenderContext, missed: &MissedByFastPath) -> SlackRequest {
+    let place = format!(
+        "{} / {}",
+        account_label(ctx, &missed.account),
+        code(&missed.region, MAX_REGION)
+    );
+    let count = plural(
+        missed.events.len() as u64,
+        "break-glass event",
+        "break-glass events",
+    );
+    let ids = missed
+        .events
+        .iter()
+        .map(|(id, name)| format!("{} {}", code(name, MAX_EVENT_NAME), code(id, MAX_ID)))
+        .collect();
+    new_message(
+        ctx,
+        format!(
+            "HIGH: {count} in {} / {} missed by EventBridge, recovered from the trail",
+            account_plain(ctx, &missed.account),
+            escape_inline(&missed.region, MAX_REGION)
+        ),
+        vec![
+            header(Severity::High, "Missed by the fast path"),
+            section(format!(
+                "{count} in {place} did not arrive through EventBridge; the organization \
+                 trail's log files held them, {} late. They are recovered from the trail and \
+                 in their sessions now.",
+                format_duration(missed.late_secs)
+            )),
+            section(list(ids, DIGEST_LINES, "\n")),
+            context(format!(
+                "Glasswatch · coverage · log file {}",
+                code(&missed.log_file, MAX_LOG_FILE)
+            )),
+        ],
+        None,
     )
 }
 
@@ -841,6 +936,19 @@ pub struct SpoofedSignal {
     /// per sender per window; every signal is stored).
     #[serde(default)]
     pub held_back: u64,
+    /// Set when the record came from the trail's log file of another
+    /// account or region than it names (then `sender` is the file's
+    /// account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misplaced: Option<Misplaced>,
+}
+
+/// The log file a misplaced record was in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Misplaced {
+    pub log_file: String,
+    pub file_account: String,
+    pub file_region: String,
 }
 
 /// A critical alert for a signal the trust check refused: sent by another
@@ -849,6 +957,9 @@ pub struct SpoofedSignal {
 /// not trusted. Its events do not join any session.
 pub fn spoofed_signal(ctx: &RenderContext, signal: &SpoofedSignal) -> SlackRequest {
     let claimed = account_label(ctx, &signal.claimed_account);
+    if let Some(misplaced) = &signal.misplaced {
+        return misplaced_record(ctx, signal, misplaced);
+    }
     let (lead, sender, text) = match &signal.sender {
         // Sender and claim agree, so the check refused the account itself:
         // it is not in the organization (see `verify`).
@@ -911,6 +1022,55 @@ pub fn spoofed_signal(ctx: &RenderContext, signal: &SpoofedSignal) -> SlackReque
             } else {
                 "Glasswatch · trust check: envelope account vs recipientAccountId".to_owned()
             }),
+        ],
+        None,
+    )
+}
+
+/// A record the trail's log file of one account and region holds, though
+/// it names another (critical, like a spoofed signal): it joins no
+/// session.
+fn misplaced_record(
+    ctx: &RenderContext,
+    signal: &SpoofedSignal,
+    misplaced: &Misplaced,
+) -> SlackRequest {
+    let file_place = format!(
+        "{} / {}",
+        account_label(ctx, &misplaced.file_account),
+        code(&misplaced.file_region, MAX_REGION)
+    );
+    let claimed_place = format!(
+        "{} / {}",
+        account_label(ctx, &signal.claimed_account),
+        code(&signal.region, MAX_REGION)
+    );
+    new_message(
+        ctx,
+        format!(
+            "CRITICAL: misplaced record in the trail: the log file of {} / {} holds an event of {} / {}",
+            account_plain(ctx, &misplaced.file_account),
+            escape_inline(&misplaced.file_region, MAX_REGION),
+            account_plain(ctx, &signal.claimed_account),
+            escape_inline(&signal.region, MAX_REGION)
+        ),
+        vec![
+            header(Severity::Critical, "Misplaced record in the trail"),
+            section(format!(
+                "The organization trail's log file of {file_place} holds a break-glass event \
+                 of {claimed_place}. CloudTrail writes each account's and region's records to \
+                 their own files, so someone else wrote this one into the bucket."
+            )),
+            fields(vec![
+                ("Log file", code(&misplaced.log_file, MAX_LOG_FILE)),
+                ("Event name", code(&signal.event_name, MAX_EVENT_NAME)),
+                ("Event id", code(&signal.event_id, MAX_ID)),
+                ("Read", format_time(signal.received_at)),
+            ]),
+            context(
+                "Glasswatch · trust check: log file key vs recipientAccountId and awsRegion"
+                    .to_owned(),
+            ),
         ],
         None,
     )
@@ -1266,6 +1426,7 @@ mod tests {
             user_agent: Some(big('<')),
             mfa: Mfa::No,
             error_code: None,
+            recovered: None,
         };
         let mut session = Session::of(&event);
         for i in 0..40 {
@@ -1318,9 +1479,11 @@ mod tests {
         for account in &session.accounts {
             ctx.account_names.insert(account.clone(), "<".repeat(5000));
         }
+        let mut recovered = session.clone();
+        recovered.recovered = u64::MAX;
         let root = session_root(
             &ctx,
-            &session,
+            &recovered,
             &session.regions.iter().next().unwrap().clone(),
         );
         assert_within_limits(root.body());
@@ -1344,6 +1507,10 @@ mod tests {
                 user_agent: None,
                 mfa: Mfa::Unknown,
                 error_code: None,
+                recovered: Some(crate::session::Recovered {
+                    log_file: "<".repeat(3000),
+                    late_secs: i,
+                }),
             })
             .collect();
         for mode in [SlackMode::Bot, SlackMode::Webhook] {
@@ -1369,6 +1536,26 @@ mod tests {
                         region: "<".repeat(5000),
                         received_at: 0,
                         held_back: 0,
+                        misplaced: Some(Misplaced {
+                            log_file: "<".repeat(5000),
+                            file_account: "<".repeat(5000),
+                            file_region: "<".repeat(5000),
+                        }),
+                    },
+                )
+                .body(),
+            );
+            assert_within_limits(
+                missed_by_fast_path(
+                    &ctx,
+                    &MissedByFastPath {
+                        account: "<".repeat(5000),
+                        region: "<".repeat(5000),
+                        log_file: "<".repeat(5000),
+                        events: (0..100)
+                            .map(|_| ("<".repeat(5000), "<".repeat(5000)))
+                            .collect(),
+                        late_secs: 1,
                     },
                 )
                 .body(),

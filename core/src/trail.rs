@@ -25,7 +25,7 @@ use crate::config::{Problem, is_account_id, is_region};
 use crate::detect::{Detection, classify};
 use crate::input::{InputError, MAX_DOCUMENT_BYTES, Position, decompressed, for_each_candidate};
 use crate::prefilter::Prefilter;
-use crate::record::RecordError;
+use crate::record::{Record, RecordError};
 use crate::watch::WatchList;
 
 /// How the trail's per-file notifications reach the reconciler's queue.
@@ -384,14 +384,20 @@ pub fn notification_objects(body: &str) -> Result<Vec<ObjectRef>, NotificationEr
         .collect()
 }
 
-/// A record whose account or region is not that of the file it is in:
-/// written there by someone other than CloudTrail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Mismatch {
+/// A record the detector flags, with where it is in its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flagged {
     pub index: usize,
-    pub event_id: String,
-    pub record_account: String,
-    pub record_region: String,
+    pub record: Record,
+    pub detections: Vec<Detection>,
+}
+
+impl Flagged {
+    /// A flagged record whose account or region is not that of the file it
+    /// is in was written there by someone other than CloudTrail.
+    pub fn belongs_to(&self, key: &ObjectKey) -> bool {
+        self.record.account == key.account && self.record.region == key.region
+    }
 }
 
 /// What one log file held.
@@ -400,10 +406,11 @@ pub struct LogFileScan {
     pub records: u64,
     /// Records parsed (the pre-filter's candidates).
     pub parsed: u64,
-    /// Detections of records that belong to the file's account and region.
-    pub detections: Vec<Detection>,
-    /// Flagged records that do not belong there; not detections.
-    pub mismatches: Vec<Mismatch>,
+    /// Flagged records that belong to the file's account and region.
+    pub flagged: Vec<Flagged>,
+    /// Flagged records that do not belong there: to be kept and alerted
+    /// like a spoofed signal, never joined to a session.
+    pub mismatches: Vec<Flagged>,
     /// Records that could not be read, with where.
     pub bad: Vec<(usize, RecordError)>,
 }
@@ -411,7 +418,7 @@ pub struct LogFileScan {
 /// Stream one log file (gzipped or not) through the pre-filter and the
 /// detector. A flagged record must carry the key's account
 /// (`recipientAccountId`) and region (`awsRegion`); one that does not is
-/// a [`Mismatch`]. A broken record costs only itself; a file broken past
+/// a mismatch. A broken record costs only itself; a file broken past
 /// reading is an error (what was read before it is lost with it, so the
 /// caller retries the file as a whole).
 pub fn scan_log_file<R: Read>(
@@ -436,16 +443,16 @@ pub fn scan_log_file<R: Read>(
         if detections.is_empty() {
             return;
         }
-        if record.account != key.account || record.region != key.region {
-            scan.mismatches.push(Mismatch {
-                index,
-                event_id: record.event_id.clone(),
-                record_account: record.account.clone(),
-                record_region: record.region.clone(),
-            });
-            return;
+        let flagged = Flagged {
+            index,
+            record,
+            detections,
+        };
+        if flagged.belongs_to(key) {
+            scan.flagged.push(flagged);
+        } else {
+            scan.mismatches.push(flagged);
         }
-        scan.detections.extend(detections);
     })?;
     Ok(scan)
 }

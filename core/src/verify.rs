@@ -23,6 +23,14 @@ pub enum Verdict {
     /// The sender (or, unverified, the claimed account) is outside the
     /// organization.
     OutsideOrganization { account: String },
+    /// A record in the organization trail's log file of one account and
+    /// region that names another: CloudTrail writes each account's and
+    /// region's records to their own files, so someone else wrote it.
+    Misplaced {
+        log_file: String,
+        file_account: String,
+        file_region: String,
+    },
 }
 
 impl Verdict {
@@ -38,6 +46,7 @@ impl Verdict {
             Self::Unverified => "unverified",
             Self::Spoofed { .. } => "spoofed",
             Self::OutsideOrganization { .. } => "outside_organization",
+            Self::Misplaced { .. } => "misplaced",
         }
     }
 }

@@ -44,6 +44,7 @@ fn ev(id: &str, time: i64, account: &str, principal: &str, keys: &[&str]) -> Ses
         user_agent: Some(format!("agent/{}", time % 7)),
         mfa: if time % 5 == 0 { Mfa::No } else { Mfa::Yes },
         error_code: None,
+        recovered: None,
     }
 }
 

@@ -18,11 +18,11 @@ macro_rules! snap {
 use std::collections::{BTreeMap, BTreeSet};
 
 use glasswatch_core::notify::{SlackState, Step, next_step};
-use glasswatch_core::session::{Session, SessionEvent};
+use glasswatch_core::session::{Recovered, Session, SessionEvent};
 use glasswatch_core::slack::{
-    CoverageProblem, RenderContext, SlackMode, SlackRequest, SpoofedSignal, coverage_alert,
-    coverage_recovered, session_digest, session_merged, session_root, session_update,
-    spoofed_signal,
+    CoverageProblem, Misplaced, MissedByFastPath, RenderContext, SlackMode, SlackRequest,
+    SpoofedSignal, coverage_alert, coverage_recovered, missed_by_fast_path, session_digest,
+    session_merged, session_root, session_update, spoofed_signal,
 };
 use glasswatch_core::{DetectionKind, Mfa};
 use serde_json::Value;
@@ -70,6 +70,7 @@ fn event(
         ),
         mfa: Mfa::Yes,
         error_code: None,
+        recovered: None,
     }
 }
 
@@ -338,6 +339,7 @@ fn spoofed_signal_alerts() {
         region: "us-east-1".to_owned(),
         received_at: T0,
         held_back: 0,
+        misplaced: None,
     };
     let request = spoofed_signal(&ctx(SlackMode::Bot), &signal);
     assert_eq!(
@@ -468,6 +470,7 @@ fn attacker_strings_never_reach_slack_unescaped() {
                     region: "<!channel>".to_owned(),
                     received_at: T0,
                     held_back: 0,
+                    misplaced: None,
                 },
             ),
             true,
@@ -485,7 +488,60 @@ fn attacker_strings_never_reach_slack_unescaped() {
             coverage_recovered(&c, "<!channel>", "<https://evil|click>", T0),
             false,
         ));
+        requests.push((
+            spoofed_signal(
+                &c,
+                &SpoofedSignal {
+                    sender: Some("<!channel>".to_owned()),
+                    claimed_account: "<!channel>".to_owned(),
+                    event_id: "<https://evil|click>".to_owned(),
+                    event_name: "<!channel>".to_owned(),
+                    region: "<!channel>".to_owned(),
+                    received_at: T0,
+                    held_back: 0,
+                    misplaced: Some(Misplaced {
+                        log_file: "AWSLogs/<https://evil|click>".to_owned(),
+                        file_account: "<!channel>".to_owned(),
+                        file_region: "<!channel>".to_owned(),
+                    }),
+                },
+            ),
+            true,
+        ));
+        requests.push((
+            missed_by_fast_path(
+                &c,
+                &MissedByFastPath {
+                    account: "<!channel>".to_owned(),
+                    region: "<!channel>".to_owned(),
+                    log_file: "<!channel>".to_owned(),
+                    events: vec![("<https://evil|click>".to_owned(), "<!channel>".to_owned())],
+                    late_secs: 420,
+                },
+            ),
+            true,
+        ));
     }
+    // Recovered events say so, in the thread and on the root.
+    let mut recovered = e.clone();
+    recovered.recovered = Some(Recovered {
+        log_file: "AWSLogs/<!channel>".to_owned(),
+        late_secs: 420,
+    });
+    let c = ctx(SlackMode::Bot);
+    let digest = json_line(
+        &session_digest(&c, &s, Some(ROOT_TS), std::slice::from_ref(&recovered)).unwrap(),
+    );
+    assert!(
+        digest.contains("recovered from the trail, 7m 00s late"),
+        "{digest}"
+    );
+    let root = json_line(&session_root(&c, &Session::of(&recovered), "us-east-1"));
+    assert!(
+        root.contains("1 event recovered from the trail: EventBridge did not deliver it"),
+        "{root}"
+    );
+    assert!(!json_line(&session_root(&c, &s, "us-east-1")).contains("recovered"));
     for (request, shows_link) in &requests {
         let line = json_line(request);
         assert!(!line.contains("<!channel>"), "{line}");

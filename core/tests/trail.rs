@@ -239,21 +239,27 @@ fn a_log_file_yields_its_detections_and_refuses_records_of_another_account_or_re
     let scan = scan_log_file(bytes.as_slice(), &key, &watch, &prefilter).unwrap();
     assert_eq!(scan.records, 5);
     assert_eq!(
-        scan.detections.iter().map(|d| d.kind).collect::<Vec<_>>(),
+        scan.flagged
+            .iter()
+            .flat_map(|f| f.detections.iter().map(|d| d.kind))
+            .collect::<Vec<_>>(),
         [DetectionKind::BreakGlassRoleAssumed]
     );
     assert_eq!(
-        scan.detections[0].event_id,
-        assumed["eventID"].as_str().unwrap()
+        (
+            scan.flagged[0].index,
+            scan.flagged[0].record.event_id.as_str()
+        ),
+        (1, assumed["eventID"].as_str().unwrap())
     );
     let mismatched: Vec<(&str, &str, &str)> = scan
         .mismatches
         .iter()
         .map(|m| {
             (
-                m.event_id.as_str(),
-                m.record_account.as_str(),
-                m.record_region.as_str(),
+                m.record.event_id.as_str(),
+                m.record.account.as_str(),
+                m.record.region.as_str(),
             )
         })
         .collect();

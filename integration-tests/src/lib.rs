@@ -27,7 +27,9 @@
 //! - [`pipeline`]: agents → central bus → SQS → aggregator, with the
 //!   retries AWS makes, in process or with the real binaries;
 //! - [`scenario`]: the scripted break-glass incident and what it must
-//!   leave behind.
+//!   leave behind;
+//! - [`trail`]: gzipped trail log files, their keys, a bucket holding
+//!   them, and CloudTrail's notifications of them.
 
 pub mod chaos;
 pub mod lambda;
@@ -37,6 +39,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod scenario;
 pub mod slack;
+pub mod trail;
 pub mod usage;
 
 use std::path::{Path, PathBuf};

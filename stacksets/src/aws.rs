@@ -17,12 +17,7 @@ pub fn in_region(sdk: &SdkConfig, region: &str) -> SdkConfig {
 }
 
 /// S3 needs path-style addressing behind an endpoint override (moto).
-pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(sdk.endpoint_url().is_some())
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
+pub use glasswatch_aggregator::s3::client as s3;
 
 pub fn cloudformation(sdk: &SdkConfig) -> aws_sdk_cloudformation::Client {
     aws_sdk_cloudformation::Client::new(sdk)

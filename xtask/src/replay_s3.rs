@@ -2,8 +2,7 @@
 //! and streamed from S3 (bounded: one object per job in flight, a few
 //! chunks buffered each), chosen by the date in their keys.
 
-use std::io::{self, Read};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use aws_config::BehaviorVersion;
@@ -304,39 +303,17 @@ impl S3 {
     /// Stream `object`: a reader fed by a download on the runtime, a few
     /// chunks ahead of it at most. A failed download is a read error.
     pub fn open(&self, object: &Object, bar: &ProgressBar) -> Box<dyn Read + Send> {
-        let (send, receive) = sync_channel::<io::Result<bytes::Bytes>>(CHUNKS_AHEAD);
         let request = self
             .client
             .get_object()
             .bucket(&object.bucket)
             .key(&object.key);
         let bar = bar.clone();
-        self.runtime.spawn(async move {
-            let failed = |send: &SyncSender<io::Result<bytes::Bytes>>, e: String| {
-                let _ = send.send(Err(io::Error::other(e)));
-            };
-            let mut body = match request.send().await {
-                Ok(out) => out.body,
-                Err(e) => return failed(&send, aws("s3:GetObject", e).to_string()),
-            };
-            loop {
-                match body.try_next().await {
-                    Ok(Some(chunk)) => {
-                        bar.inc(chunk.len() as u64);
-                        // A reader that stopped listening ends the download.
-                        if send.send(Ok(chunk)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(e) => return failed(&send, format!("the download broke off: {e}")),
-                }
-            }
-        });
-        Box::new(ChannelReader {
-            receive,
-            chunk: bytes::Bytes::new(),
-        })
+        Box::new(glasswatch_aggregator::s3::stream(
+            self.runtime.handle(),
+            request,
+            move |n| bar.inc(n as u64),
+        ))
     }
 }
 
@@ -397,30 +374,6 @@ where
 
 /// How many listings run at once.
 const LISTINGS_AT_ONCE: usize = 16;
-
-/// How many chunks a download may run ahead of its reader.
-const CHUNKS_AHEAD: usize = 4;
-
-/// `Read` over the chunks a download sends.
-struct ChannelReader {
-    receive: Receiver<io::Result<bytes::Bytes>>,
-    chunk: bytes::Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.receive.recv() {
-                Ok(chunk) => self.chunk = chunk?,
-                // The download is over.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
-        Ok(n)
-    }
-}
 
 #[cfg(test)]
 mod tests {

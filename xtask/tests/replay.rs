@@ -128,9 +128,7 @@ fn gzipped_log_files_and_table_output() {
     let dir = std::env::temp_dir().join(format!("gw-replay-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let gz_path = dir.join("log.json.gz");
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&log).unwrap();
-    std::fs::write(&gz_path, gz.finish().unwrap()).unwrap();
+    std::fs::write(&gz_path, test_support::trail::gzip(&log)).unwrap();
     let out = replay(&[gz_path.to_str().unwrap()], None);
     assert!(
         out.status.success(),
@@ -361,10 +359,7 @@ fn gzipped_log(names: &[&str]) -> Vec<u8> {
         .iter()
         .map(|n| serde_json::from_str(&std::fs::read_to_string(fixture(n)).unwrap()).unwrap())
         .collect();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap())
-        .unwrap();
-    gz.finish().unwrap()
+    test_support::trail::gzip_log_file(&records)
 }
 
 /// A bucket on moto holding these objects.
@@ -373,16 +368,9 @@ fn trail_bucket(bucket: &str, objects: &[(String, Vec<u8>)]) {
     runtime.block_on(async {
         let sdk = test_support::sdk_config("us-east-1").await;
         let s3 = glasswatch_stacksets::aws::s3(&sdk);
-        s3.create_bucket().bucket(bucket).send().await.unwrap();
-        for (key, body) in objects {
-            s3.put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(body.clone().into())
-                .send()
-                .await
-                .unwrap();
-        }
+        test_support::trail::trail_bucket(&s3, bucket, objects)
+            .await
+            .unwrap();
     });
 }
 
@@ -504,8 +492,6 @@ fn replay_holds_what_it_read_against_the_trails_digests() {
             { "s3Bucket": bucket, "s3Object": deleted },
         ],
     });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(digest.to_string().as_bytes()).unwrap();
     let objects = [
         (
             read.clone(),
@@ -515,7 +501,10 @@ fn replay_holds_what_it_read_against_the_trails_digests() {
             forged.clone(),
             gzipped_log(&["08-negative-alice-console-login.json"]),
         ),
-        (digest_key.to_owned(), gz.finish().unwrap()),
+        (
+            digest_key.to_owned(),
+            test_support::trail::gzip(digest.to_string().as_bytes()),
+        ),
     ];
     trail_bucket(&bucket, &objects);
     let out = on_moto(

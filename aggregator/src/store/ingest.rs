@@ -388,6 +388,11 @@ impl Store {
         if let Some(sender) = evidence.sender {
             event_item.insert("sender".into(), s(sender));
         }
+        if let Some(recovered) = &event.recovered {
+            event_item.insert("origin".into(), s(keys::ORIGIN_TRAIL));
+            event_item.insert("late_secs".into(), n(recovered.late_secs));
+            event_item.insert("log_file".into(), s(&recovered.log_file));
+        }
         tx.put(event_item, Some("attribute_not_exists(pk)"))?;
         tx.put(
             HashMap::from([

@@ -30,6 +30,12 @@ pub const SPOOFED_SK: &str = "SPOOFED";
 pub const NOTICE_SK: &str = "NOTICE";
 /// Sort key of a sender's spoofing-alert rate limit.
 pub const SPOOF_RATE_SK: &str = "RATE";
+/// Sort key of a trail log file's item (one per object key processed).
+pub const LOG_FILE_SK: &str = "LOGFILE";
+/// Partition of the reconciler's progress per account × region.
+pub const TRAIL_PK: &str = "TRAIL";
+/// An event item's `origin` when the trail's log files delivered it first.
+pub const ORIGIN_TRAIL: &str = "trail";
 
 /// Times in sort keys: fixed width, so string order is time order.
 pub fn time_sk(time: i64, event_id: &str) -> String {
@@ -117,6 +123,11 @@ pub fn spoofed_pk(event_id: &str) -> String {
 /// A sender's spoofing alerts, for their rate limit.
 pub fn spoofer_pk(sender: &str) -> String {
     format!("SPOOFER#{sender}")
+}
+
+/// A trail log file the reconciler processed, by its object key.
+pub fn log_file_pk(key: &str) -> String {
+    format!("LOGFILE#{key}")
 }
 
 /// An operational notice (an alarm's SNS message) already posted.

@@ -12,13 +12,16 @@
 //!   targeted, the organization's last good account list, untrusted
 //!   signals and their alert rate;
 //! - [`schema`]: the table as the audit template declares it, for local
-//!   runs and tests.
+//!   runs and tests;
+//! - [`trail`]: the reconciler's log files processed, its progress per
+//!   account × region, and where a stored event came from.
 
 pub mod coverage;
 pub mod ingest;
 pub mod keys;
 pub mod schema;
 pub mod slack_state;
+pub mod trail;
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -172,6 +172,15 @@ fn batch(bodies: &[String]) -> SqsEvent {
     sqs_batch(bodies)
 }
 
+/// The ids of the messages a batch response reports failed.
+fn failed(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
@@ -333,12 +342,7 @@ async fn one_bad_message_fails_alone() {
             deadline(),
         )
         .await;
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
-    assert_eq!(failed, vec!["m0", "m2"]);
+    assert_eq!(failed(&response), ["m0", "m2"]);
     assert!(
         bed.aggregator
             .store
@@ -1062,3 +1066,5 @@ async fn targeted_cells_that_never_report_are_alerted() {
     assert_eq!(never.len(), 1, "{never:#?}");
     assert!(never[0].to_string().contains("us-east-1"));
 }
+
+mod reconcile;
