@@ -226,7 +226,7 @@ impl Aggregator {
         Ok(self.accounts.list(must_have, &self.store, now).await?)
     }
 
-    async fn context(
+    pub(crate) async fn context(
         &self,
         must_have: &[&str],
         now: i64,

@@ -30,7 +30,7 @@ use glasswatch_core::correlate::Ingest;
 use glasswatch_core::env::{EnvError, required};
 use glasswatch_core::prefilter::Prefilter;
 use glasswatch_core::session::Recovered;
-use glasswatch_core::slack::{MissedByFastPath, RenderContext, missed_by_fast_path};
+use glasswatch_core::slack::{MissedByFastPath, missed_by_fast_path};
 use glasswatch_core::trail::{
     Flagged, LogFileScan, ObjectKey, ObjectKind, ObjectRef, TrailConfig, notification_objects,
     scan_log_file,
@@ -379,14 +379,7 @@ impl Reconciler {
         deadline: Instant,
     ) -> Result<(), ReconcileError> {
         let aggregator = &self.aggregator;
-        let config = &aggregator.config;
-        let mut ctx = RenderContext::new(config.slack_mode, &config.slack_channel);
-        ctx.account_names = aggregator
-            .accounts
-            .list(&[key.account.as_str()], &aggregator.store, now)
-            .await
-            .map_err(AggregatorError::from)?
-            .names;
+        let ctx = aggregator.context(&[key.account.as_str()], now).await?;
         let alert = missed_by_fast_path(
             &ctx,
             &MissedByFastPath {
